@@ -1,0 +1,78 @@
+"""Refuse request bodies over ``INITSVC_MAX_BODY_BYTES`` before they are read whole (413).
+
+A declared ``Content-Length`` over the limit is refused before a byte is read; a chunked body is
+counted as it arrives and refused as soon as it passes the limit.
+"""
+
+from __future__ import annotations
+
+import json
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimitMiddleware:
+    def __init__(self, app: ASGIApp, max_body_bytes: int):
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    def _detail(self, size: str) -> bytes:
+        return json.dumps(
+            {
+                "detail": f"request body of {size} bytes is over INITSVC_MAX_BODY_BYTES={self.max_body_bytes}",
+                "limit": self.max_body_bytes,
+                "env_var": "INITSVC_MAX_BODY_BYTES",
+            }
+        ).encode()
+
+    async def _refuse(self, send: Send, size: str) -> None:
+        body = self._detail(size)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared > self.max_body_bytes:
+                    await self._refuse(send, str(declared))
+                    return
+        received = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except BodyTooLarge:
+            if not started:
+                await self._refuse(send, f"more than {self.max_body_bytes}")

@@ -1,0 +1,22 @@
+"""Annotated dependencies read from ``app.state``: ``SettingsDep``, ``PoolDep``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from service.settings import Settings
+from service.workers.pool import WorkerPool
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_pool(request: Request) -> WorkerPool:
+    return request.app.state.pool
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+PoolDep = Annotated[WorkerPool, Depends(get_pool)]

@@ -1,0 +1,119 @@
+"""The catalog: ``/v1/schemes``, ``/v1/gain``, ``/v1/fans``, ``/v1/devices``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+
+import service
+from service.api.deps import PoolDep, SettingsDep
+from service.api.query import parse_int_list
+from service.engine.catalog import CATALOG, shape_rule
+from service.engine.devices import device_facts
+from service.engine.fans import compute_fans
+from service.engine.gains import calculate_gain
+from service.errors import RecipeError
+from service.schemas.recipes import RECIPE_MODELS, Nonlinearity
+
+router = APIRouter(prefix="/v1", tags=["catalog"])
+
+
+class GainAnswer(BaseModel):
+    nonlinearity: str
+    param: float | None
+    gain: float
+
+
+class FansAnswer(BaseModel):
+    fan_in: int
+    fan_out: int
+    receptive_field: int
+
+
+def _parameters(scheme: str) -> list[dict[str, Any]]:
+    schema = RECIPE_MODELS[scheme].model_json_schema()
+    required = set(schema.get("required", []))
+    params = []
+    for name, prop in schema.get("properties", {}).items():
+        if name == "scheme":
+            continue
+        entry = {k: v for k, v in prop.items() if k not in ("title",)}
+        entry.update(name=name, required=name in required)
+        params.append(entry)
+    return params
+
+
+@router.get("/schemes")
+async def list_schemes() -> dict[str, Any]:
+    """Every init scheme: its parameters (types, defaults, constraints), shape rule, formula, the torch
+    call it reproduces, what `stats.expected` reports, and the `rng` modes that serve it."""
+    schemes = {}
+    for name, model in RECIPE_MODELS.items():
+        entry = CATALOG[name]
+        schemes[name] = {
+            "description": (model.__doc__ or "").strip(),
+            "parameters": _parameters(name),
+            "shape_rule": shape_rule(name),
+            "formula": entry.formula,
+            "reference": entry.reference,
+            "expected": entry.expected,
+            "rng": ["torch", "portable-v1"] if entry.portable else ["torch"],
+        }
+    return {"schemes": schemes}
+
+
+@router.get("/gain")
+async def gain(
+    nonlinearity: Nonlinearity = Query(description="Name of the nonlinearity."),
+    param: float | None = Query(None, allow_inf_nan=False, description="leaky_relu's negative slope (default 0.01)."),
+) -> GainAnswer:
+    """`torch.nn.init.calculate_gain(nonlinearity, param)`."""
+    effective = 0.01 if nonlinearity == "leaky_relu" and param is None else param
+    return GainAnswer(nonlinearity=nonlinearity, param=effective, gain=calculate_gain(nonlinearity, param))
+
+
+@router.get("/fans")
+async def fans(
+    settings: SettingsDep, shape: str = Query(description="Comma-separated shape, at least 2-D, e.g. 64,3,7,7.")
+) -> FansAnswer:
+    """Fan-in, fan-out and receptive field of a weight shape `[out, in, *kernel]`, as
+    `torch.nn.init._calculate_fan_in_and_fan_out`."""
+    dims = parse_int_list(shape, "shape")
+    if len(dims) < 2 or len(dims) > settings.max_dims:
+        raise RecipeError.at(
+            ("shape",), f"fans need a shape with 2 to {settings.max_dims} dimensions; got {len(dims)}-D shape {dims}"
+        )
+    f = compute_fans(dims)
+    return FansAnswer(fan_in=f.fan_in, fan_out=f.fan_out, receptive_field=f.receptive_field)
+
+
+@router.get("/devices")
+async def devices(pool: PoolDep, settings: SettingsDep) -> dict[str, Any]:
+    """Devices this server can use, which one `auto` means, and the torch version."""
+    listed = []
+    for name, worker in pool.workers.items():
+        facts = dict(device_facts(name))
+        facts.update(
+            alive=worker.alive,
+            queued=worker.queued,
+            in_flight_bytes=pool.admissions[name].in_flight_bytes,
+            max_inflight_bytes=pool.admissions[name].limit_bytes,
+        )
+        if name == "cpu":
+            facts["threads"] = settings.cpu_threads
+        listed.append(facts)
+    return {
+        "devices": listed,
+        "default": pool.default,
+        "torch": torch.__version__,
+        "service_version": service.__version__,
+        "limits": {
+            "max_elements": settings.max_elements,
+            "max_request_bytes": settings.max_request_bytes,
+            "max_tensors": settings.max_tensors,
+            "max_body_bytes": settings.max_body_bytes,
+        },
+    }

@@ -1,0 +1,24 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from service.api.deps import PoolDep
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """Liveness: the event loop answers (it never runs torch work)."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"description": "A device worker is down or the server is draining."}})
+async def readyz(pool: PoolDep) -> JSONResponse:
+    """Readiness: every device worker is up and the server is accepting requests."""
+    workers = {name: w.alive for name, w in pool.workers.items()}
+    ready = pool.ready and not getattr(pool, "draining", False)
+    return JSONResponse(status_code=200 if ready else 503, content={"ready": ready, "workers": workers})

@@ -1,0 +1,90 @@
+"""``/v1/tensor``: one tensor, as a POST body or as a URL."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from service.api.delivery import (
+    content_disposition,
+    etag_matches,
+    json_response,
+    not_modified,
+    provenance_with_outcome,
+    representation,
+    safetensors_response,
+    wants_json,
+)
+from service.api.deps import PoolDep, SettingsDep
+from service.api.handlers import ERROR_RESPONSES
+from service.api.planning import Plan, plan_tensor
+from service.api.query import request_from_query
+from service.schemas.requests import TensorRequest
+from service.workers.jobs import run_tensor_job
+
+router = APIRouter(prefix="/v1", tags=["tensors"])
+
+BINARY_RESPONSE = {
+    200: {
+        "description": "A safetensors file (default), or with `Accept: application/json` everything but the data.",
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    },
+    304: {"description": "If-None-Match matched (GET/HEAD)."},
+    412: {"description": "If-None-Match matched (POST)."},
+}
+
+
+def _cache_control(plan: Plan) -> str:
+    if not plan.seeded:
+        return "no-store"
+    if plan.concrete_device:
+        return "public, max-age=31536000, immutable"
+    return "no-cache"  # "auto" may mean another device after a redeploy: revalidate by ETag
+
+
+async def answer(request: Request, plan: Plan, pool: PoolDep, cache_control: str | None = None) -> Response:
+    """Conditional check, admission, generation on the device's worker, then the response."""
+    etag = plan.etag(representation(request))
+    headers = {
+        "etag": etag,
+        "x-init-seed": str(plan.job.seed),
+        "x-init-device": plan.job.device,
+        "content-disposition": content_disposition(plan.filename),
+    }
+    if cache_control:
+        headers["cache-control"] = cache_control
+    if etag_matches(request, etag):
+        return not_modified(request, headers)
+    slot = pool.admissions[plan.job.device].acquire(plan.nbytes)
+    try:
+        made = await pool.workers[plan.job.device].submit(run_tensor_job, plan.job)
+    except BaseException:
+        slot.release()
+        raise
+    provenance = provenance_with_outcome(plan.provenance, made)
+    if wants_json(request):
+        slot.release()
+        del headers["content-disposition"]
+        return json_response(made, plan.request, provenance, headers)
+    return safetensors_response(request, made, plan.request, provenance, headers, slot)
+
+
+@router.post("/tensor", responses={**BINARY_RESPONSE, **ERROR_RESPONSES}, response_class=Response)
+async def post_tensor(body: TensorRequest, request: Request, settings: SettingsDep, pool: PoolDep) -> Response:
+    """Make one tensor from a recipe: `torch.manual_seed(seed); torch.nn.init.<scheme>_(torch.empty(shape))`,
+    bit for bit, as a safetensors file whose `__metadata__` carries `stats`, `request` and `provenance`."""
+    return await answer(request, plan_tensor(body, settings, pool), pool)
+
+
+@router.api_route(
+    "/tensor", methods=["GET", "HEAD"], responses={**BINARY_RESPONSE, **ERROR_RESPONSES}, response_class=Response
+)
+async def get_tensor(request: Request, settings: SettingsDep, pool: PoolDep) -> Response:
+    """The same recipe as query parameters, so a tensor is a URL:
+    `/v1/tensor?shape=256,784&scheme=kaiming_uniform&a=2.236&seed=0`.
+
+    Scheme parameters go by name; `gain` is a number or `gain_nonlinearity` (+ `gain_param`); `slice` is
+    numpy notation without steps (`0:128,:`). With an explicit `seed` and device type the answer carries
+    `Cache-Control: public, max-age=31536000, immutable`; without a seed, `no-store`. `HEAD` gives the
+    headers alone, with the exact `Content-Length`."""
+    plan = plan_tensor(request_from_query(list(request.query_params.multi_items())), settings, pool)
+    return await answer(request, plan, pool, _cache_control(plan))

@@ -1,0 +1,1 @@
+"""safetensors out: the header we write ourselves and the body as views of tensor memory."""

@@ -1,0 +1,115 @@
+"""Rules a recipe must meet before anything is allocated.
+
+Field-level rules (types, ranges, ``a <= b``) live in the request schemas; these are the rules
+that need the shape or the dtype: the scheme's shape rule, ``dirac``'s groups, xavier's
+``fan_in + fan_out > 0``, and that every value the scheme can produce fits the dtype (torch
+either raises on those, e.g. "from is out of bounds for c10::Half", or silently makes ``inf``).
+Each failure is a ``Problem`` whose ``loc`` names the field, relative to the tensor recipe.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from service.engine.distributions import describe
+from service.engine.rng import DTYPES, compute_dtype
+from service.engine.schemes import SCHEMES
+from service.errors import LimitExceeded, Problem, RecipeError
+
+# A normal draw never lands further than this many stds from its mean: Box–Muller on torch's
+# 53-bit uniforms reaches at most sqrt(-2·ln 2^-53) ≈ 8.57.
+NORMAL_REACH_STDS = 10.0
+
+
+def check_size(shape: tuple[int, ...], dtype: str, max_elements: int, where: str = "shape") -> int:
+    """Element count of ``shape``; ``LimitExceeded`` over ``max_elements`` (no int64 overflow:
+    Python integers are exact)."""
+    numel = math.prod(shape)
+    if numel > max_elements:
+        raise LimitExceeded(
+            f"{where} {list(shape)} has {numel} elements", numel, max_elements, "INITSVC_MAX_ELEMENTS"
+        )
+    return numel
+
+
+def tensor_bytes(shape: tuple[int, ...], dtype: str) -> int:
+    return math.prod(shape) * DTYPES[dtype].itemsize
+
+
+def _fits(dtype: str, low: float, high: float) -> bool:
+    biggest = torch.finfo(DTYPES[dtype]).max
+    return -biggest <= low and high <= biggest and (high - low) <= biggest
+
+
+def _range_problem(scheme: str, dtype: str, low: float, high: float, loc: tuple) -> Problem:
+    biggest = torch.finfo(DTYPES[dtype]).max
+    return Problem(
+        loc,
+        f"{scheme} would make values in [{low:g}, {high:g}], which do not fit {dtype} "
+        f"(largest finite value {biggest:g}, and the range's width must not exceed it); "
+        "use smaller parameters or a wider dtype",
+    )
+
+
+def _value_problems(scheme: str, p: Mapping[str, Any], shape: tuple[int, ...], dtype: str) -> list[Problem]:
+    """Every value the scheme can make must be finite in the dtype torch computes it in."""
+    work_dtype = compute_dtype(scheme, dtype)
+    if math.prod(shape) == 0:
+        return []
+    if scheme in ("constant",):
+        value = p["val"]
+        return [] if _fits(dtype, value, value) else [_range_problem(scheme, dtype, value, value, ("init", "val"))]
+    if scheme == "trunc_normal":
+        low = max(p["a"], p["mean"] - NORMAL_REACH_STDS * p["std"])
+        high = min(p["b"], p["mean"] + NORMAL_REACH_STDS * p["std"])
+        problems = [] if _fits(dtype, low, high) else [_range_problem(scheme, dtype, low, high, ("init", "std"))]
+        if not _fits(dtype, p["a"], p["b"]):  # narrow windows are drawn with uniform_(a, b)
+            problems.append(_range_problem(scheme, dtype, p["a"], p["b"], ("init", "b")))
+        return problems[:1]
+    if scheme == "trunc_normal_tf":
+        unit_low, unit_high = max(p["a"], -NORMAL_REACH_STDS), min(p["b"], NORMAL_REACH_STDS)
+        low, high = p["mean"] + p["std"] * unit_low, p["mean"] + p["std"] * unit_high
+        if not _fits(dtype, p["a"], p["b"]):
+            return [_range_problem(scheme, dtype, p["a"], p["b"], ("init", "b"))]
+        return [] if _fits(dtype, min(low, high), max(low, high)) else [_range_problem(scheme, dtype, low, high, ("init", "std"))]
+    dist = describe(scheme, p, shape)
+    if dist.draw is not None:
+        op, p1, p2 = dist.draw
+        low, high = (p1, p2) if op == "uniform" else (p1 - NORMAL_REACH_STDS * p2, p1 + NORMAL_REACH_STDS * p2)
+        field = next((f for f in ("gain", "a", "b", "std", "mean", "scale") if f in p), "scheme")
+        return [] if _fits(work_dtype, low, high) else [_range_problem(scheme, work_dtype, low, high, ("init", field))]
+    if dist.std_used is not None:  # sparse, truncated variance scaling: normal draws
+        reach = NORMAL_REACH_STDS * dist.std_used
+        field = "std" if "std" in p else "scale"
+        return [] if _fits(dtype, -reach, reach) else [_range_problem(scheme, dtype, -reach, reach, ("init", field))]
+    if scheme == "orthogonal":
+        gain = abs(dist.gain or 0.0)
+        return [] if _fits(dtype, -gain, gain) else [_range_problem(scheme, dtype, -gain, gain, ("init", "gain"))]
+    return []
+
+
+def check_recipe(scheme: str, params: Mapping[str, Any], shape: tuple[int, ...], dtype: str) -> None:
+    """Raise ``RecipeError`` naming each field that makes this recipe impossible."""
+    rule = SCHEMES[scheme].shape_rule
+    if not rule.allows(len(shape)):
+        raise RecipeError.at(
+            ("shape",),
+            f"{scheme} needs a shape {rule.text}; got {len(shape)}-D shape {list(shape)}",
+        )
+    if scheme == "dirac" and shape[0] % params["groups"] != 0:
+        raise RecipeError.at(
+            ("init", "groups"),
+            f"dirac needs shape[0] divisible by groups; got shape[0]={shape[0]}, groups={params['groups']}",
+        )
+    if scheme in ("xavier_uniform", "xavier_normal") and (shape[0] + shape[1]) * math.prod(shape[2:]) == 0:
+        raise RecipeError.at(
+            ("shape",),
+            f"{scheme} needs fan_in + fan_out > 0 (its std divides by it); got shape {list(shape)}",
+        )
+    problems = _value_problems(scheme, params, shape, dtype)
+    if problems:
+        raise RecipeError(problems)

@@ -1,0 +1,68 @@
+"""Seeds, private generators, dtypes and the dtype fallback rule.
+
+The service never touches torch's global RNG: it is process-wide state shared by concurrent
+requests. A fresh ``torch.Generator(dev).manual_seed(seed)`` draws exactly what the global
+generator of ``dev`` draws after ``torch.manual_seed(seed)``, so private generators give the
+same bytes as the reference script of SPEC §3.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+import torch
+
+SEED_MAX = 2**64 - 1
+
+DTYPES: dict[str, torch.dtype] = {
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "float32": torch.float32,
+    "float64": torch.float64,
+}
+
+# safetensors' names for the dtypes we serve.
+SAFETENSORS_DTYPES: dict[str, str] = {
+    "float16": "F16",
+    "bfloat16": "BF16",
+    "float32": "F32",
+    "float64": "F64",
+}
+
+# Schemes whose torch implementation cannot run in reduced precision (LAPACK's QR has no
+# float16/bfloat16 kernels): they run in float32 and the result is cast.
+REDUCED_DTYPES = frozenset({"float16", "bfloat16"})
+FLOAT32_ONLY_SCHEMES = frozenset({"orthogonal"})
+
+
+def draw_seed() -> int:
+    """A fresh 64-bit seed for a request that gave none (reported back, so it is reproducible)."""
+    return secrets.randbits(64)
+
+
+def compute_dtype(scheme: str, dtype: str) -> str:
+    """The dtype torch runs ``scheme`` in: ``dtype`` itself, or float32 where torch cannot."""
+    if scheme in FLOAT32_ONLY_SCHEMES and dtype in REDUCED_DTYPES:
+        return "float32"
+    return dtype
+
+
+@dataclass
+class Streams:
+    """The private random streams of one request.
+
+    ``values`` is the device's generator, as ``torch.manual_seed(seed)`` seeds it; ``mask`` is a
+    CPU generator for ``sparse_``'s ``randperm``, which torch always draws from the CPU stream.
+    On a CPU device both are the same object, as the global generator is in the reference script.
+    """
+
+    seed: int
+    values: torch.Generator
+    mask: torch.Generator
+
+
+def open_streams(seed: int, device: torch.device) -> Streams:
+    values = torch.Generator(device=device).manual_seed(seed)
+    mask = values if device.type == "cpu" else torch.Generator().manual_seed(seed)
+    return Streams(seed=seed, values=values, mask=mask)

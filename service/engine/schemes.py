@@ -1,0 +1,144 @@
+"""One filler per scheme. Torch's schemes call ``torch.nn.init`` with the request's generator.
+
+A filler is ``fill(tensor, params, streams, qr_threads) -> tensor``: it fills ``tensor`` in place
+(hence the trailing underscore of the torch functions it wraps) and returns it. ``params`` use
+torch's keyword names and are already validated (``checks.py``). Two schemes need more than a call:
+
+* ``sparse_`` draws its zero mask with ``torch.randperm(rows)`` from the *global CPU* generator
+  even when given a generator. We restate its six lines with the mask drawn from the request's
+  private CPU stream (on a CPU tensor that is the values' generator, as in the reference script).
+* ``orthogonal_``'s QR depends on MKL's code path and thread count, so it runs with
+  ``MKL_CBWR=COMPATIBLE`` (set in ``service/__init__.py`` before torch loads) and exactly
+  ``qr_threads`` intra-op threads; in float16/bfloat16 torch has no QR, so it runs in float32
+  and is cast (``rng.compute_dtype``).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.nn import init
+
+from service.engine import variance
+from service.engine.distributions import resolve_gain
+from service.engine.gains import torch_nonlinearity
+from service.engine.rng import Streams
+
+Filler = Callable[[torch.Tensor, Mapping[str, Any], Streams, int], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ShapeRule:
+    """Dimensions a scheme accepts, inclusive; ``None`` means unbounded."""
+
+    min_dims: int = 0
+    max_dims: int | None = None
+    text: str = "any"
+
+    def allows(self, ndim: int) -> bool:
+        return ndim >= self.min_dims and (self.max_dims is None or ndim <= self.max_dims)
+
+
+ANY = ShapeRule()
+AT_LEAST_2D = ShapeRule(2, None, "at least 2-D")
+EXACTLY_2D = ShapeRule(2, 2, "exactly 2-D")
+CONV_3_TO_5D = ShapeRule(3, 5, "3-, 4- or 5-D")
+
+# torch.set_num_threads is process-wide: one QR at a time changes it, and puts it back.
+_THREADS_LOCK = threading.Lock()
+
+
+@contextmanager
+def intra_op_threads(n: int) -> Iterator[None]:
+    with _THREADS_LOCK:
+        previous = torch.get_num_threads()
+        torch.set_num_threads(n)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(previous)
+
+
+def orthogonal_(t: torch.Tensor, p: Mapping[str, Any], s: Streams, qr_threads: int) -> torch.Tensor:
+    """(Semi-)orthogonal matrix, Saxe et al. 2013: QR of a N(0, 1) matrix, signs fixed by diag(R)."""
+    gain = resolve_gain(p["gain"])
+    with intra_op_threads(qr_threads):
+        if t.dtype in (torch.float16, torch.bfloat16):
+            full = torch.empty(t.shape, dtype=torch.float32, device=t.device)
+            init.orthogonal_(full, gain, generator=s.values)
+            with torch.no_grad():
+                return t.copy_(full)
+        return init.orthogonal_(t, gain, generator=s.values)
+
+
+def sparse_(t: torch.Tensor, p: Mapping[str, Any], s: Streams, qr_threads: int) -> torch.Tensor:
+    """``torch.nn.init.sparse_`` with its ``randperm`` mask drawn from ``s.mask`` (Martens 2010).
+
+    Each column gets ``ceil(sparsity·rows)`` zeros at the first rows of ``randperm(rows)``; the
+    other elements are N(0, std²).
+    """
+    rows, cols = t.shape
+    num_zeros = math.ceil(p["sparsity"] * rows)
+    with torch.no_grad():
+        t.normal_(0, p["std"], generator=s.values)
+        for col_idx in range(cols):
+            row_indices = torch.randperm(rows, generator=s.mask)
+            zero_indices = row_indices[:num_zeros]
+            t[zero_indices.to(t.device), col_idx] = 0
+    return t
+
+
+def _kaiming(fn):
+    def fill(t, p, s, qr_threads):
+        return fn(t, p["a"], p["mode"], torch_nonlinearity(p["nonlinearity"]), generator=s.values)
+
+    return fill
+
+
+def _xavier(fn):
+    def fill(t, p, s, qr_threads):
+        return fn(t, resolve_gain(p["gain"]), generator=s.values)
+
+    return fill
+
+
+@dataclass(frozen=True)
+class Scheme:
+    fill: Filler
+    shape_rule: ShapeRule
+    random: bool = True
+
+
+SCHEMES: dict[str, Scheme] = {
+    "uniform": Scheme(lambda t, p, s, q: init.uniform_(t, p["a"], p["b"], generator=s.values), ANY),
+    "normal": Scheme(lambda t, p, s, q: init.normal_(t, p["mean"], p["std"], generator=s.values), ANY),
+    "trunc_normal": Scheme(
+        lambda t, p, s, q: init.trunc_normal_(t, p["mean"], p["std"], p["a"], p["b"], generator=s.values), ANY
+    ),
+    "constant": Scheme(lambda t, p, s, q: init.constant_(t, p["val"]), ANY, random=False),
+    "ones": Scheme(lambda t, p, s, q: init.ones_(t), ANY, random=False),
+    "zeros": Scheme(lambda t, p, s, q: init.zeros_(t), ANY, random=False),
+    "eye": Scheme(lambda t, p, s, q: init.eye_(t), EXACTLY_2D, random=False),
+    "dirac": Scheme(lambda t, p, s, q: init.dirac_(t, p["groups"]), CONV_3_TO_5D, random=False),
+    "xavier_uniform": Scheme(_xavier(init.xavier_uniform_), AT_LEAST_2D),
+    "xavier_normal": Scheme(_xavier(init.xavier_normal_), AT_LEAST_2D),
+    "kaiming_uniform": Scheme(_kaiming(init.kaiming_uniform_), AT_LEAST_2D),
+    "kaiming_normal": Scheme(_kaiming(init.kaiming_normal_), AT_LEAST_2D),
+    "orthogonal": Scheme(orthogonal_, AT_LEAST_2D),
+    "sparse": Scheme(sparse_, EXACTLY_2D),
+    "variance_scaling": Scheme(
+        lambda t, p, s, q: variance.variance_scaling_(t, p["scale"], p["mode"], p["distribution"], s.values),
+        AT_LEAST_2D,
+    ),
+    "lecun_uniform": Scheme(lambda t, p, s, q: variance.lecun_uniform_(t, s.values), AT_LEAST_2D),
+    "lecun_normal": Scheme(lambda t, p, s, q: variance.lecun_normal_(t, s.values), AT_LEAST_2D),
+    "trunc_normal_tf": Scheme(
+        lambda t, p, s, q: variance.trunc_normal_tf_(t, p["mean"], p["std"], p["a"], p["b"], s.values), ANY
+    ),
+}

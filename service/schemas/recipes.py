@@ -1,0 +1,231 @@
+"""The init recipe: a union discriminated on ``scheme``, with ``torch.nn.init``'s names and defaults.
+
+With a discriminator, a bad ``std`` is one error at ``init.normal.std`` and an unknown scheme
+lists the known ones (a plain ``Union`` would report every member). Every model forbids unknown
+keys, so a misspelt ``sdt`` is a 422 at its own ``loc``. Numbers must be finite JSON numbers;
+booleans are never numbers (torch rejects ``True`` as a slope too).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
+
+Nonlinearity = Literal[
+    "linear", "identity", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
+    "conv_transpose3d", "sigmoid", "tanh", "relu", "leaky_relu", "selu",
+]
+FanMode = Literal["fan_in", "fan_out"]
+VarianceMode = Literal["fan_in", "fan_out", "fan_avg"]
+VarianceDistribution = Literal["truncated_normal", "normal", "uniform"]
+
+Number = Annotated[float, Field(allow_inf_nan=False)]
+NonNegative = Annotated[float, Field(allow_inf_nan=False, ge=0)]
+Positive = Annotated[float, Field(allow_inf_nan=False, gt=0)]
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are errors; JSON bodies are validated strictly (query strings leniently)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class GainSpec(StrictModel):
+    """``calculate_gain(nonlinearity, param)``: the recommended gain of a nonlinearity."""
+
+    nonlinearity: Nonlinearity = Field(description="Name of the nonlinearity, as torch.nn.init.calculate_gain.")
+    param: Number | None = Field(None, description="Optional parameter: leaky_relu's negative slope (default 0.01).")
+
+
+Gain = Annotated[
+    Union[NonNegative, GainSpec],
+    Field(description="A number (>= 0), or {nonlinearity, param} meaning calculate_gain(nonlinearity, param)."),
+]
+
+
+def _greater(field: str, other: str, strict: bool):
+    """A validator: ``field`` must be > (or >=) the already-validated ``other``."""
+
+    def check(cls, value: float, info: ValidationInfo) -> float:
+        low = info.data.get(other)
+        if low is not None and (value <= low if strict else value < low):
+            relation = ">" if strict else ">="
+            raise PydanticCustomError(
+                "order",
+                "{field} must be {relation} {other}; got {other}={low}, {field}={value}",
+                {"field": field, "other": other, "relation": relation, "low": low, "value": value},
+            )
+        return value
+
+    return field_validator(field)(check)
+
+
+class UniformInit(StrictModel):
+    """U(a, b). ``torch.nn.init.uniform_``."""
+
+    scheme: Literal["uniform"]
+    a: Number = Field(0.0, description="The lower bound of the uniform distribution.")
+    b: Number = Field(1.0, description="The upper bound of the uniform distribution (a <= b).")
+    _b_ge_a = _greater("b", "a", strict=False)
+
+
+class NormalInit(StrictModel):
+    """N(mean, std²). ``torch.nn.init.normal_``."""
+
+    scheme: Literal["normal"]
+    mean: Number = Field(0.0, description="The mean of the normal distribution.")
+    std: NonNegative = Field(1.0, description="The standard deviation of the normal distribution (>= 0).")
+
+
+class TruncNormalInit(StrictModel):
+    """N(mean, std²) with values outside [a, b] redrawn. ``torch.nn.init.trunc_normal_``."""
+
+    scheme: Literal["trunc_normal"]
+    mean: Number = Field(0.0, description="The mean of the normal distribution.")
+    std: Positive = Field(1.0, description="The standard deviation of the normal distribution (> 0).")
+    a: Number = Field(-2.0, description="The minimum cutoff value (absolute, not in std units).")
+    b: Number = Field(2.0, description="The maximum cutoff value (absolute, a < b).")
+    _b_gt_a = _greater("b", "a", strict=True)
+
+
+class TruncNormalTFInit(StrictModel):
+    """TensorFlow-style truncated normal: cut-offs in std units, applied before scaling (timm's ``trunc_normal_tf_``)."""
+
+    scheme: Literal["trunc_normal_tf"]
+    mean: Number = Field(0.0, description="The mean added after truncation.")
+    std: Positive = Field(1.0, description="The scale applied after truncation (> 0).")
+    a: Number = Field(-2.0, description="The minimum cutoff, in standard deviations.")
+    b: Number = Field(2.0, description="The maximum cutoff, in standard deviations (a < b).")
+    _b_gt_a = _greater("b", "a", strict=True)
+
+
+class ConstantInit(StrictModel):
+    """Every element = val. ``torch.nn.init.constant_``."""
+
+    scheme: Literal["constant"]
+    val: Number = Field(description="The value to fill the tensor with.")
+
+
+class OnesInit(StrictModel):
+    """Every element = 1. ``torch.nn.init.ones_``."""
+
+    scheme: Literal["ones"]
+
+
+class ZerosInit(StrictModel):
+    """Every element = 0. ``torch.nn.init.zeros_``."""
+
+    scheme: Literal["zeros"]
+
+
+class EyeInit(StrictModel):
+    """The identity matrix (2-D only). ``torch.nn.init.eye_``."""
+
+    scheme: Literal["eye"]
+
+
+class DiracInit(StrictModel):
+    """The Dirac delta: convolutions that preserve their input (3-, 4- or 5-D). ``torch.nn.init.dirac_``."""
+
+    scheme: Literal["dirac"]
+    groups: int = Field(1, ge=1, description="Number of groups in the conv layer; must divide shape[0].")
+
+
+class XavierUniformInit(StrictModel):
+    """U(−bound, bound), bound = gain·sqrt(6 / (fan_in + fan_out)). Glorot & Bengio 2010. ``torch.nn.init.xavier_uniform_``."""
+
+    scheme: Literal["xavier_uniform"]
+    gain: Gain = 1.0
+
+
+class XavierNormalInit(StrictModel):
+    """N(0, std²), std = gain·sqrt(2 / (fan_in + fan_out)). Glorot & Bengio 2010. ``torch.nn.init.xavier_normal_``."""
+
+    scheme: Literal["xavier_normal"]
+    gain: Gain = 1.0
+
+
+_KAIMING_A = "The negative slope of the rectifier used after this layer (only used with 'leaky_relu')."
+_KAIMING_MODE = (
+    "Either 'fan_in' (default) or 'fan_out'. 'fan_in' preserves the magnitude of the variance of the weights "
+    "in the forward pass; 'fan_out' preserves the magnitudes in the backwards pass."
+)
+_KAIMING_NONLINEARITY = "The non-linear function, recommended only with 'relu' or 'leaky_relu' (default)."
+
+
+class KaimingUniformInit(StrictModel):
+    """U(−bound, bound), bound = gain·sqrt(3 / fan_mode). He et al. 2015. ``torch.nn.init.kaiming_uniform_``."""
+
+    scheme: Literal["kaiming_uniform"]
+    a: Number = Field(0.0, description=_KAIMING_A)
+    mode: FanMode = Field("fan_in", description=_KAIMING_MODE)
+    nonlinearity: Nonlinearity = Field("leaky_relu", description=_KAIMING_NONLINEARITY)
+
+
+class KaimingNormalInit(StrictModel):
+    """N(0, std²), std = gain / sqrt(fan_mode). He et al. 2015. ``torch.nn.init.kaiming_normal_``."""
+
+    scheme: Literal["kaiming_normal"]
+    a: Number = Field(0.0, description=_KAIMING_A)
+    mode: FanMode = Field("fan_in", description=_KAIMING_MODE)
+    nonlinearity: Nonlinearity = Field("leaky_relu", description=_KAIMING_NONLINEARITY)
+
+
+class OrthogonalInit(StrictModel):
+    """A (semi-)orthogonal matrix, trailing dims flattened. Saxe et al. 2013. ``torch.nn.init.orthogonal_``."""
+
+    scheme: Literal["orthogonal"]
+    gain: Annotated[Union[Number, GainSpec], Field(description="Optional scaling factor.")] = 1.0
+
+
+class SparseInit(StrictModel):
+    """2-D: in each column ceil(sparsity·rows) zeros, the rest N(0, std²). Martens 2010. ``torch.nn.init.sparse_``."""
+
+    scheme: Literal["sparse"]
+    sparsity: float = Field(ge=0, le=1, allow_inf_nan=False, description="The fraction of elements in each column to be set to zero.")
+    std: NonNegative = Field(0.01, description="The standard deviation of the normal distribution used to generate the non-zero values.")
+
+
+class VarianceScalingInit(StrictModel):
+    """Variance v = scale / n, n = fan_in | fan_out | (fan_in + fan_out)/2; JAX/Keras ``VarianceScaling`` on torch's fan layout."""
+
+    scheme: Literal["variance_scaling"]
+    scale: Positive = Field(1.0, description="Scaling factor of the variance (> 0).")
+    mode: VarianceMode = Field("fan_in", description="Which fan n is: 'fan_in', 'fan_out' or 'fan_avg'.")
+    distribution: VarianceDistribution = Field(
+        "truncated_normal", description="'truncated_normal' (std corrected for truncation at ±2σ), 'normal' or 'uniform'."
+    )
+
+
+class LecunUniformInit(StrictModel):
+    """``variance_scaling(1, fan_in, uniform)``: U(−sqrt(3 / fan_in), sqrt(3 / fan_in))."""
+
+    scheme: Literal["lecun_uniform"]
+
+
+class LecunNormalInit(StrictModel):
+    """``variance_scaling(1, fan_in, truncated_normal)`` (LeCun normal, as used with SELU)."""
+
+    scheme: Literal["lecun_normal"]
+
+
+InitRecipe = Annotated[
+    Union[
+        UniformInit, NormalInit, TruncNormalInit, ConstantInit, OnesInit, ZerosInit, EyeInit, DiracInit,
+        XavierUniformInit, XavierNormalInit, KaimingUniformInit, KaimingNormalInit, OrthogonalInit,
+        SparseInit, VarianceScalingInit, LecunUniformInit, LecunNormalInit, TruncNormalTFInit,
+    ],
+    Field(discriminator="scheme", description="The initializer and its parameters, discriminated on 'scheme'."),
+]
+
+RECIPE_MODELS: dict[str, type[StrictModel]] = {
+    model.model_fields["scheme"].annotation.__args__[0]: model  # type: ignore[union-attr]
+    for model in InitRecipe.__origin__.__args__  # type: ignore[attr-defined]
+}
+
+
+def recipe_params(recipe: BaseModel) -> dict[str, Any]:
+    """The recipe's keyword arguments (everything but ``scheme``), gain specs as plain dicts."""
+    return recipe.model_dump(exclude={"scheme"})

@@ -1,0 +1,70 @@
+"""Request bodies: ``TensorRequest`` (``/v1/tensor``); the multi-tensor and module requests join it."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_core import PydanticCustomError
+
+from service.schemas.recipes import InitRecipe, StrictModel
+
+DType = Literal["float16", "bfloat16", "float32", "float64"]
+Rng = Literal["torch", "portable-v1"]
+SEED_MAX = 2**64 - 1
+DEVICE_PATTERN = r"^(auto|cpu|cuda|cuda:[0-9]{1,3})$"
+# A name becomes a safetensors key and a download file name: printable, no control characters.
+_NAME_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f]")
+
+Shape = Annotated[
+    list[Annotated[int, Field(ge=0)]],
+    Field(description="The tensor's shape, e.g. [256, 784] (weight layout [out, in, *kernel]).", max_length=64),
+]
+Seed = Annotated[
+    int,
+    Field(ge=0, le=SEED_MAX, description="RNG seed in [0, 2^64 - 1]; omitted: the service draws one and reports it."),
+]
+Device = Annotated[
+    str,
+    Field(pattern=DEVICE_PATTERN, description="'auto' (first GPU, else cpu), 'cpu', 'cuda' or 'cuda:N'."),
+]
+SliceBound = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=2, max_length=2)]
+Slice = Annotated[
+    list[SliceBound | None],
+    Field(description="One entry per dimension: [start, stop] (0 <= start <= stop <= size) or null for all of it."),
+]
+
+
+def check_name(value: str) -> str:
+    if _NAME_FORBIDDEN.search(value) or value == "__metadata__":
+        raise PydanticCustomError(
+            "name",
+            "name must be 1-256 printable characters other than '__metadata__'; got {value}",
+            {"value": repr(value)},
+        )
+    return value
+
+
+TensorName = Annotated[str, Field(min_length=1, max_length=256, description="The safetensors key.")]
+
+
+class TensorRequest(StrictModel):
+    """One tensor: its shape, the init recipe, dtype, device and seed."""
+
+    shape: Shape
+    init: InitRecipe
+    dtype: DType = Field("float32", description="Element type of the tensor.")
+    device: Device = "auto"
+    seed: Seed | None = None
+    name: TensorName = "weight"
+    histogram_bins: int = Field(0, ge=0, le=1024, description="Histogram bins in the stats (0: no histogram).")
+    stats: bool = Field(
+        True,
+        description="Put stats in the header (the tensor is finished before the first byte); "
+        "false: leave them out so each chunk is sent as soon as it is made. Same tensor bytes either way.",
+    )
+    slice: Slice | None = Field(None, description="Return only full[start0:stop0, ...] of the tensor the recipe defines.")
+    rng: Rng = Field("torch", description="'torch' (bit-identical to torch.manual_seed + torch.nn.init) or 'portable-v1'.")
+
+    _name = field_validator("name")(classmethod(lambda cls, v: check_name(v)))

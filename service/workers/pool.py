@@ -1,0 +1,49 @@
+"""One worker per device: start, stop, and resolve ``auto``/``cuda``/``cuda:N`` to a worker."""
+
+from __future__ import annotations
+
+from service.engine.devices import available_devices, canonical, default_device, device_facts
+from service.errors import DeviceUnavailable
+from service.settings import Settings
+from service.workers.admission import Admission
+from service.workers.worker import DeviceWorker
+
+
+class WorkerPool:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.devices = available_devices()
+        self.default = default_device(settings.default_device)
+        if self.default not in self.devices:
+            raise ValueError(
+                f"INITSVC_DEFAULT_DEVICE={settings.default_device!r} is not available; available: {self.devices}"
+            )
+        self.workers: dict[str, DeviceWorker] = {}
+        self.admissions: dict[str, Admission] = {}
+        for device in self.devices:
+            memory = device_facts(device).get("memory_bytes")
+            self.workers[device] = DeviceWorker(
+                device, settings.queue_depth, settings.job_timeout_s, settings.retry_after_s
+            )
+            self.admissions[device] = Admission(
+                device, settings.inflight_limit_for(device.split(":")[0], memory), settings.retry_after_s
+            )
+
+    def resolve(self, requested: str) -> str:
+        """The canonical device a request's ``device`` names, or ``DeviceUnavailable``."""
+        device = self.default if requested == "auto" else canonical(requested)
+        if device not in self.workers:
+            raise DeviceUnavailable(requested, ["auto", *self.devices])
+        return device
+
+    @property
+    def ready(self) -> bool:
+        return all(w.alive for w in self.workers.values())
+
+    def stop_accepting(self) -> None:
+        for worker in self.workers.values():
+            worker.stop_accepting()
+
+    def stop(self) -> None:
+        for worker in self.workers.values():
+            worker.stop()

@@ -1,0 +1,156 @@
+"""One device's worker: a thread that runs engine jobs in order from a bounded queue.
+
+The event loop never runs torch work; routes ``await worker.submit(fn, ...)``. A job that raises
+out-of-memory frees the device's cache and fails with ``DeviceOutOfMemory``; a job that runs
+past ``job_timeout_s`` (a hung kernel) or a thread that dies fails its caller with
+``WorkerDown`` and the worker starts a fresh thread and queue, so the next request is served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import torch
+
+from service.errors import DeviceOutOfMemory, QueueFull, ShuttingDown, WorkerDown
+
+log = logging.getLogger("initsvc.worker")
+T = TypeVar("T")
+_STOP = object()
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or (
+        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+    )
+
+
+class _Job:
+    __slots__ = ("fn", "args", "future", "loop", "started")
+
+    def __init__(self, fn, args, future, loop):
+        self.fn, self.args, self.future, self.loop = fn, args, future, loop
+        self.started = threading.Event()
+
+
+class DeviceWorker:
+    """Runs ``fn(*args)`` for one device, one job at a time, in submission order."""
+
+    _ids = itertools.count()
+
+    def __init__(self, device: str, queue_depth: int, job_timeout_s: float, retry_after: int = 1):
+        self.device = device
+        self.queue_depth = queue_depth
+        self.job_timeout_s = job_timeout_s
+        self.retry_after = retry_after
+        self.restarts = 0
+        self._accepting = True
+        self._start_thread()
+
+    def _start_thread(self) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=self.queue_depth)
+        self._thread = threading.Thread(
+            target=self._run, args=(self._queue,), name=f"initsvc-{self.device}-{next(self._ids)}", daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def queued(self) -> int:
+        return self._queue.qsize()
+
+    def _run(self, jobs: queue.Queue) -> None:
+        while True:
+            job = jobs.get()
+            if job is _STOP:
+                return
+            if job.future.cancelled():
+                continue
+            job.started.set()
+            try:
+                result = job.fn(*job.args)
+            except BaseException as exc:  # noqa: BLE001 - every failure goes back to its caller
+                if _is_out_of_memory(exc):
+                    self._free_device_memory()
+                    exc = DeviceOutOfMemory(f"{self.device} ran out of memory: {exc}", self.retry_after)
+                job.loop.call_soon_threadsafe(_settle, job.future, None, exc)
+                if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+                    raise
+            else:
+                job.loop.call_soon_threadsafe(_settle, job.future, result, None)
+
+    def _free_device_memory(self) -> None:
+        if self.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+
+    async def submit(self, fn: Callable[..., T], *args: Any) -> T:
+        """Queue ``fn(*args)`` on this device's thread and wait for its result."""
+        if not self._accepting:
+            raise ShuttingDown("the server is shutting down; retry on another replica", self.retry_after)
+        if not self.alive:
+            self._replace("its thread had died")
+        loop = asyncio.get_running_loop()
+        job = _Job(fn, args, loop.create_future(), loop)
+        try:
+            self._queue.put_nowait(job)
+        except queue.Full:
+            raise QueueFull(
+                f"{self.device}'s queue is full ({self.queue_depth} jobs waiting; INITSVC_QUEUE_DEPTH)", self.retry_after
+            ) from None
+        try:
+            return await asyncio.wait_for(asyncio.shield(job.future), timeout=self.job_timeout_s)
+        except asyncio.TimeoutError:
+            if job.started.is_set():
+                self._replace(f"a job ran past {self.job_timeout_s} s")
+                raise WorkerDown(f"{self.device}'s worker hung and was replaced", self.retry_after) from None
+            job.future.cancel()
+            raise QueueFull(f"{self.device} was too busy to start the job in time", self.retry_after) from None
+        except asyncio.CancelledError:
+            job.future.cancel()  # the client went away: skip the job if it has not started
+            raise
+
+    def _replace(self, why: str) -> None:
+        """Abandon the current thread (it cannot be killed) and serve from a fresh one."""
+        log.error("replacing the %s worker: %s", self.device, why)
+        old = self._queue
+        self.restarts += 1
+        self._start_thread()
+        while True:  # jobs that waited behind the dead thread fail fast instead of hanging
+            try:
+                job = old.get_nowait()
+            except queue.Empty:
+                break
+            if job is not _STOP:
+                job.loop.call_soon_threadsafe(
+                    _settle, job.future, None, WorkerDown(f"{self.device}'s worker was replaced", self.retry_after)
+                )
+        old.put(_STOP) if not old.full() else None
+
+    def stop_accepting(self) -> None:
+        self._accepting = False
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._accepting = False
+        try:
+            self._queue.put(_STOP, timeout=timeout)
+        except queue.Full:
+            pass
+        self._thread.join(timeout)
+
+
+def _settle(future: asyncio.Future, result: Any, exc: BaseException | None) -> None:
+    if future.done():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
