@@ -19,6 +19,7 @@ from service.schemas.recipes import RECIPE_MODELS
 from service.schemas.requests import TensorRequest
 
 _INT = re.compile(r"^[0-9]+$")
+_NUMBER = re.compile(r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$")
 TOP_LEVEL = ("dtype", "device", "seed", "name", "histogram_bins", "stats", "rng")
 
 
@@ -34,6 +35,13 @@ def parse_int_list(text: str, field: str) -> list[int]:
     if not all(_INT.match(item) for item in items):
         raise _error((field,), f"{field} must be comma-separated non-negative integers, e.g. 256,784; got {text!r}")
     return [int(item) for item in items]
+
+
+def parse_number(text: str, field: str) -> float:
+    """A decimal number (``1.5``, ``-2e-3``); words such as ``true`` or ``inf`` are not numbers."""
+    if not _NUMBER.match(text.strip()):
+        raise _error((field,), f"{field} must be a finite number; got {text!r}", "float_parsing")
+    return float(text)
 
 
 def parse_slice(text: str) -> list[list[int] | None]:
@@ -75,8 +83,10 @@ def request_from_query(params: list[tuple[str, str]]) -> TensorRequest:
             raise _error(("gain",), "give gain or gain_nonlinearity, not both")
         gain: dict[str, Any] = {"nonlinearity": raw.pop("gain_nonlinearity")}
         if "gain_param" in raw:
-            gain["param"] = raw.pop("gain_param")
+            gain["param"] = parse_number(raw.pop("gain_param"), "gain_param")
         init["gain"] = gain
+    elif "gain" in raw and "gain" in model.model_fields:
+        init["gain"] = parse_number(raw.pop("gain"), "gain")
     for name in model.model_fields:
         if name != "scheme" and name in raw:
             init[name] = raw.pop(name)

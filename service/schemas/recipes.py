@@ -10,7 +10,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+import math
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 Nonlinearity = Literal[
@@ -39,10 +51,46 @@ class GainSpec(StrictModel):
     param: Number | None = Field(None, description="Optional parameter: leaky_relu's negative slope (default 0.01).")
 
 
-Gain = Annotated[
-    Union[NonNegative, GainSpec],
-    Field(description="A number (>= 0), or {nonlinearity, param} meaning calculate_gain(nonlinearity, param)."),
-]
+_GAIN_SPEC = TypeAdapter(GainSpec)
+
+
+def _gain_validator(minimum: float | None):
+    """One error at ``gain`` (not one per union member) naming what was wrong."""
+
+    def validate(value: Any) -> float | GainSpec:
+        if isinstance(value, (dict, GainSpec)):
+            try:
+                return _GAIN_SPEC.validate_python(value)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(part) for part in first["loc"])
+                raise PydanticCustomError(
+                    "gain", "gain.{where}: {msg}", {"where": where, "msg": first["msg"]}
+                ) from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise PydanticCustomError(
+                "gain", "gain must be a number or {{nonlinearity, param}}; got {value}", {"value": repr(value)}
+            )
+        if not math.isfinite(value) or (minimum is not None and value < minimum):
+            allowed = "a finite number" + ("" if minimum is None else f" >= {minimum:g}")
+            raise PydanticCustomError("gain", "gain must be {allowed}; got {value}", {"allowed": allowed, "value": value})
+        return float(value)
+
+    return validate
+
+
+def _gain_type(minimum: float | None, description: str):
+    number: dict[str, Any] = {"type": "number"} if minimum is None else {"type": "number", "minimum": minimum}
+    return Annotated[
+        Union[float, GainSpec],
+        PlainValidator(_gain_validator(minimum)),
+        WithJsonSchema({"anyOf": [number, _GAIN_SPEC.json_schema()], "description": description}),
+        Field(description=description),
+    ]
+
+
+Gain = _gain_type(0.0, "A number (>= 0), or {nonlinearity, param} meaning calculate_gain(nonlinearity, param).")
+SignedGain = _gain_type(None, "Optional scaling factor: a number, or {nonlinearity, param} meaning calculate_gain(...).")
 
 
 def _greater(field: str, other: str, strict: bool):
@@ -177,7 +225,7 @@ class OrthogonalInit(StrictModel):
     """A (semi-)orthogonal matrix, trailing dims flattened. Saxe et al. 2013. ``torch.nn.init.orthogonal_``."""
 
     scheme: Literal["orthogonal"]
-    gain: Annotated[Union[Number, GainSpec], Field(description="Optional scaling factor.")] = 1.0
+    gain: SignedGain = 1.0
 
 
 class SparseInit(StrictModel):
