@@ -57,10 +57,10 @@ _GAIN_SPEC = TypeAdapter(GainSpec)
 def _gain_validator(minimum: float | None):
     """One error at ``gain`` (not one per union member) naming what was wrong."""
 
-    def validate(value: Any) -> float | GainSpec:
+    def validate(value: Any) -> float | dict[str, Any]:
         if isinstance(value, (dict, GainSpec)):
             try:
-                return _GAIN_SPEC.validate_python(value)
+                return _GAIN_SPEC.validate_python(value).model_dump()
             except ValidationError as exc:
                 first = exc.errors()[0]
                 where = ".".join(str(part) for part in first["loc"])
@@ -82,7 +82,7 @@ def _gain_validator(minimum: float | None):
 def _gain_type(minimum: float | None, description: str):
     number: dict[str, Any] = {"type": "number"} if minimum is None else {"type": "number", "minimum": minimum}
     return Annotated[
-        Union[float, GainSpec],
+        Union[float, dict[str, Any]],  # a GainSpec, kept as its plain dict
         PlainValidator(_gain_validator(minimum)),
         WithJsonSchema({"anyOf": [number, _GAIN_SPEC.json_schema()], "description": description}),
         Field(description=description),
