@@ -15,7 +15,7 @@ from fastapi import FastAPI
 import service
 from service.api import handlers
 from service.api.body_limit import BodyLimitMiddleware
-from service.api.routes import catalog, health, tensors
+from service.api.routes import catalog, health, modules, playground, tensors
 from service.settings import Settings
 from service.workers.pool import WorkerPool
 
@@ -53,7 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     handlers.install(app)
-    for router in (tensors.router, catalog.router, health.router):
+    for router in (tensors.router, modules.router, catalog.router, health.router, playground.router):
         app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     return app

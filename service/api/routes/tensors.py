@@ -75,9 +75,7 @@ async def post_tensor(body: TensorRequest, request: Request, settings: SettingsD
     return await answer(request, plan_tensor(body, settings, pool), pool)
 
 
-@router.api_route(
-    "/tensor", methods=["GET", "HEAD"], responses={**BINARY_RESPONSE, **ERROR_RESPONSES}, response_class=Response
-)
+@router.get("/tensor", responses={**BINARY_RESPONSE, **ERROR_RESPONSES}, response_class=Response)
 async def get_tensor(request: Request, settings: SettingsDep, pool: PoolDep) -> Response:
     """The same recipe as query parameters, so a tensor is a URL:
     `/v1/tensor?shape=256,784&scheme=kaiming_uniform&a=2.236&seed=0`.
@@ -88,3 +86,9 @@ async def get_tensor(request: Request, settings: SettingsDep, pool: PoolDep) -> 
     headers alone, with the exact `Content-Length`."""
     plan = plan_tensor(request_from_query(list(request.query_params.multi_items())), settings, pool)
     return await answer(request, plan, pool, _cache_control(plan))
+
+
+@router.head("/tensor", responses={**BINARY_RESPONSE, **ERROR_RESPONSES}, response_class=Response)
+async def head_tensor(request: Request, settings: SettingsDep, pool: PoolDep) -> Response:
+    """The headers `GET /v1/tensor` would send (exact `Content-Length`, `ETag`), without the body."""
+    return await get_tensor(request, settings, pool)

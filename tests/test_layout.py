@@ -1,0 +1,35 @@
+"""The layering holds: the engine loads no web stack; importing the package starts nothing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def _loaded_after(statement: str) -> set[str]:
+    code = f"import sys; {statement}; print(' '.join(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    return set(out.split())
+
+
+def test_engine_does_not_load_fastapi_or_pydantic():
+    loaded = _loaded_after("import service.engine.maker, service.engine.stats, service.engine.checks")
+    assert "fastapi" not in loaded and "pydantic" not in loaded and "starlette" not in loaded
+
+
+def test_schemas_do_not_load_torch():
+    loaded = _loaded_after("import service.schemas.requests")
+    assert "torch" not in loaded
+
+
+def test_fans_and_gains_are_plain_python():
+    loaded = _loaded_after("import service.engine.fans, service.engine.gains")
+    assert "torch" not in loaded and "numpy" not in loaded
+
+
+def test_importing_the_package_sets_mkl_cbwr_before_torch():
+    out = subprocess.run(
+        [sys.executable, "-c", "import os, service; print(os.environ['MKL_CBWR'])"],
+        capture_output=True, text=True, check=True, env={"PATH": "/usr/bin:/bin"},
+    ).stdout
+    assert out.strip() == "COMPATIBLE"
