@@ -8,7 +8,7 @@ provenance, so it is known before generation and equal for every response with t
 from __future__ import annotations
 
 import hashlib
-import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,20 +21,34 @@ from service.errors import LimitExceeded, RecipeError
 from service.schemas.recipes import recipe_params
 from service.schemas.requests import TensorRequest
 from service.settings import Settings
-from service.workers.jobs import TensorJob
+from service.engine.maker import MadeTensor
+from service.workers.jobs import TensorJob, run_tensor_job
 from service.workers.pool import WorkerPool
 
 
 @dataclass
 class Plan:
-    job: TensorJob
+    """What a route hands to ``answer``: a job for the device's worker and how to label the result.
+
+    ``run(job)`` runs on the worker thread of ``device`` and returns the made tensors in order.
+    """
+
+    job: Any
+    device: str
+    seed: int
     request: dict[str, Any]  # the normalized request, seed filled in
     provenance: dict[str, Any]
     nbytes: int
     filename: str
     seeded: bool  # the client gave the seed (so the answer never changes)
     concrete_device: bool  # the client named the device type (not "auto")
+    run: Callable[[Any], Sequence[MadeTensor]] = run_tensor_job
     etag_base: str = field(default="")
+
+    def __post_init__(self) -> None:
+        if not self.etag_base:
+            digest = hashlib.sha256(dumps({"request": self.request, "provenance": self.provenance}).encode())
+            self.etag_base = digest.hexdigest()[:32]
 
     def etag(self, representation: str) -> str:
         return f'"{self.etag_base}-{representation}"'
@@ -122,8 +136,10 @@ def plan_tensor(req: TensorRequest, settings: Settings, pool: WorkerPool) -> Pla
         "rng": req.rng,
         **scheme_provenance(req.init.scheme, req.dtype, settings),
     }
-    plan = Plan(
+    return Plan(
         job=TensorJob(specs=[spec], seed=seed, device=device, qr_threads=settings.qr_threads),
+        device=device,
+        seed=seed,
         request=normalized,
         provenance=provenance,
         nbytes=nbytes,
@@ -131,9 +147,3 @@ def plan_tensor(req: TensorRequest, settings: Settings, pool: WorkerPool) -> Pla
         seeded=req.seed is not None,
         concrete_device=req.device != "auto",
     )
-    plan.etag_base = hashlib.sha256(dumps({"request": normalized, "provenance": provenance}).encode()).hexdigest()[:32]
-    return plan
-
-
-def element_count(shape: tuple[int, ...]) -> int:
-    return math.prod(shape)

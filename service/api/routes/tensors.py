@@ -4,22 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from service.api.delivery import (
-    content_disposition,
-    etag_matches,
-    json_response,
-    not_modified,
-    provenance_with_outcome,
-    representation,
-    safetensors_response,
-    wants_json,
-)
+from service.api.serving import answer
 from service.api.deps import PoolDep, SettingsDep
 from service.api.handlers import ERROR_RESPONSES
 from service.api.planning import Plan, plan_tensor
 from service.api.query import request_from_query
 from service.schemas.requests import TensorRequest
-from service.workers.jobs import run_tensor_job
 
 router = APIRouter(prefix="/v1", tags=["tensors"])
 
@@ -39,33 +29,6 @@ def _cache_control(plan: Plan) -> str:
     if plan.concrete_device:
         return "public, max-age=31536000, immutable"
     return "no-cache"  # "auto" may mean another device after a redeploy: revalidate by ETag
-
-
-async def answer(request: Request, plan: Plan, pool: PoolDep, cache_control: str | None = None) -> Response:
-    """Conditional check, admission, generation on the device's worker, then the response."""
-    etag = plan.etag(representation(request))
-    headers = {
-        "etag": etag,
-        "x-init-seed": str(plan.job.seed),
-        "x-init-device": plan.job.device,
-        "content-disposition": content_disposition(plan.filename),
-    }
-    if cache_control:
-        headers["cache-control"] = cache_control
-    if etag_matches(request, etag):
-        return not_modified(request, headers)
-    slot = pool.admissions[plan.job.device].acquire(plan.nbytes)
-    try:
-        made = await pool.workers[plan.job.device].submit(run_tensor_job, plan.job)
-    except BaseException:
-        slot.release()
-        raise
-    provenance = provenance_with_outcome(plan.provenance, made)
-    if wants_json(request):
-        slot.release()
-        del headers["content-disposition"]
-        return json_response(made, plan.request, provenance, headers)
-    return safetensors_response(request, made, plan.request, provenance, headers, slot)
 
 
 @router.post("/tensor", responses={**BINARY_RESPONSE, **ERROR_RESPONSES}, response_class=Response)
