@@ -17,9 +17,9 @@ from service.engine.checks import check_recipe, check_size, tensor_bytes
 from service.engine.devices import base_provenance, mkl_cbwr
 from service.engine.maker import TensorSpec
 from service.engine.rng import compute_dtype, draw_seed
-from service.errors import LimitExceeded, RecipeError
+from service.errors import LimitExceeded, Problem, RecipeError
 from service.schemas.recipes import recipe_params
-from service.schemas.requests import TensorRequest
+from service.schemas.requests import TensorRequest, TensorsRequest
 from service.settings import Settings
 from service.engine.maker import MadeTensor
 from service.workers.jobs import TensorJob, run_tensor_job
@@ -101,49 +101,120 @@ def scheme_provenance(scheme: str, dtype: str, settings: Settings) -> dict[str, 
     return extra
 
 
-def plan_tensor(req: TensorRequest, settings: Settings, pool: WorkerPool) -> Plan:
-    shape = check_shape(req.shape, settings)
-    if req.histogram_bins > settings.max_histogram_bins:
+def check_common(histogram_bins: int, rng: str, settings: Settings) -> None:
+    if histogram_bins > settings.max_histogram_bins:
         raise RecipeError.at(
             ("histogram_bins",),
-            f"histogram_bins must be at most {settings.max_histogram_bins}; got {req.histogram_bins}",
+            f"histogram_bins must be at most {settings.max_histogram_bins}; got {histogram_bins}",
         )
-    if req.rng != "torch":
-        raise RecipeError.at(("rng",), f"rng {req.rng!r} is not served by this server yet; use 'torch'")
-    device = pool.resolve(req.device)
-    bounds = check_slice(req.slice, shape)
-    check_size(shape, req.dtype, settings.max_elements)
-    nbytes = tensor_bytes(sliced_shape(shape, bounds), req.dtype)
-    check_request_bytes(nbytes, settings)
-    params = recipe_params(req.init)
-    check_recipe(req.init.scheme, params, shape, req.dtype)
+    if rng != "torch":
+        raise RecipeError.at(("rng",), f"rng {rng!r} is not served by this server yet; use 'torch'")
 
-    seed = req.seed if req.seed is not None else draw_seed()
-    spec = TensorSpec(
-        name=req.name,
+
+def build_spec(entry, dtype: str, histogram_bins: int, with_stats: bool, settings: Settings) -> TensorSpec:
+    """A checked ``TensorSpec`` from a request entry (anything with shape, init, name, slice)."""
+    shape = check_shape(entry.shape, settings)
+    bounds = check_slice(entry.slice, shape)
+    check_size(shape, dtype, settings.max_elements)
+    params = recipe_params(entry.init)
+    check_recipe(entry.init.scheme, params, shape, dtype)
+    return TensorSpec(
+        name=entry.name,
         shape=shape,
-        scheme=req.init.scheme,
+        scheme=entry.init.scheme,
         params=params,
-        dtype=req.dtype,
-        histogram_bins=req.histogram_bins,
-        with_stats=req.stats,
+        dtype=dtype,
+        histogram_bins=histogram_bins,
+        with_stats=with_stats,
         slice=bounds,
     )
+
+
+def output_bytes(spec: TensorSpec) -> int:
+    return tensor_bytes(sliced_shape(spec.shape, spec.slice), spec.dtype)
+
+
+def specs_provenance(specs: list[TensorSpec], settings: Settings) -> dict[str, Any]:
+    """Scheme-dependent provenance: per tensor name when there are several."""
+    per_tensor = {s.name: scheme_provenance(s.scheme, s.dtype, settings) for s in specs}
+    if len(specs) == 1:
+        return per_tensor[specs[0].name]
+    merged: dict[str, Any] = {}
+    fallbacks = {name: p["dtype_fallback"] for name, p in per_tensor.items() if "dtype_fallback" in p}
+    if fallbacks:
+        merged["dtype_fallback"] = fallbacks
+    if any(s.scheme == "orthogonal" for s in specs):
+        merged.update(mkl_cbwr=mkl_cbwr(), qr_threads=settings.qr_threads)
+    return merged
+
+
+def plan_tensor(req: TensorRequest, settings: Settings, pool: WorkerPool) -> Plan:
+    check_common(req.histogram_bins, req.rng, settings)
+    device = pool.resolve(req.device)
+    spec = build_spec(req, req.dtype, req.histogram_bins, req.stats, settings)
+    nbytes = output_bytes(spec)
+    check_request_bytes(nbytes, settings)
+    seed = req.seed if req.seed is not None else draw_seed()
     normalized = req.model_dump(mode="json")
     normalized.update(seed=seed, device=device)
-    provenance = {
-        **base_provenance(device),
-        "rng": req.rng,
-        **scheme_provenance(req.init.scheme, req.dtype, settings),
-    }
     return Plan(
         job=TensorJob(specs=[spec], seed=seed, device=device, qr_threads=settings.qr_threads),
         device=device,
         seed=seed,
         request=normalized,
-        provenance=provenance,
+        provenance={**base_provenance(device), "rng": req.rng, **specs_provenance([spec], settings)},
         nbytes=nbytes,
         filename=req.name,
+        seeded=req.seed is not None,
+        concrete_device=req.device != "auto",
+    )
+
+
+def _within(prefix: tuple, exc: RecipeError) -> RecipeError:
+    return RecipeError([Problem((*prefix, *p.loc), p.msg, p.type) for p in exc.problems])
+
+
+def plan_tensors(req: TensorsRequest, settings: Settings, pool: WorkerPool) -> Plan:
+    """``/v1/tensors``: one shared stream in list order; entries with their own seed get their own."""
+    check_common(req.histogram_bins, req.rng, settings)
+    if len(req.tensors) > settings.max_tensors:
+        raise LimitExceeded(
+            f"the request has {len(req.tensors)} tensors", len(req.tensors), settings.max_tensors, "INITSVC_MAX_TENSORS"
+        )
+    seen: dict[str, int] = {}
+    for i, entry in enumerate(req.tensors):
+        if entry.name in seen:
+            raise RecipeError.at(
+                ("tensors", i, "name"), f"tensor names must be unique; {entry.name!r} is also tensor {seen[entry.name]}"
+            )
+        seen[entry.name] = i
+    device = pool.resolve(req.device)
+    specs = []
+    for i, entry in enumerate(req.tensors):
+        bins = req.histogram_bins if entry.histogram_bins is None else entry.histogram_bins
+        try:
+            check_common(bins, "torch", settings)
+            specs.append(build_spec(entry, entry.dtype or req.dtype, bins, req.stats, settings))
+        except RecipeError as exc:
+            raise _within(("tensors", i), exc) from None
+    nbytes = sum(output_bytes(s) for s in specs)
+    check_request_bytes(nbytes, settings)
+    seed = req.seed if req.seed is not None else draw_seed()
+    normalized = req.model_dump(mode="json")
+    normalized.update(seed=seed, device=device)
+    for entry_json, spec in zip(normalized["tensors"], specs):
+        entry_json["dtype"] = spec.dtype
+    return Plan(
+        job=TensorJob(
+            specs=specs, seed=seed, device=device, qr_threads=settings.qr_threads,
+            own_seeds=[e.seed for e in req.tensors],
+        ),
+        device=device,
+        seed=seed,
+        request=normalized,
+        provenance={**base_provenance(device), "rng": req.rng, **specs_provenance(specs, settings)},
+        nbytes=nbytes,
+        filename="tensors",
         seeded=req.seed is not None,
         concrete_device=req.device != "auto",
     )

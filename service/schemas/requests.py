@@ -68,3 +68,31 @@ class TensorRequest(StrictModel):
     rng: Rng = Field("torch", description="'torch' (bit-identical to torch.manual_seed + torch.nn.init) or 'portable-v1'.")
 
     _name = field_validator("name")(classmethod(lambda cls, v: check_name(v)))
+
+
+class TensorEntry(StrictModel):
+    """One named tensor of a ``/v1/tensors`` request."""
+
+    name: TensorName
+    shape: Shape
+    init: InitRecipe
+    dtype: DType | None = Field(None, description="Overrides the request's dtype for this tensor.")
+    seed: Seed | None = Field(
+        None, description="A seed of this tensor's own: a fresh stream that does not advance the shared one."
+    )
+    slice: Slice | None = Field(None, description="Return only full[start0:stop0, ...] of this tensor.")
+    histogram_bins: int | None = Field(None, ge=0, le=1024, description="Overrides the request's histogram_bins.")
+
+    _name = field_validator("name")(classmethod(lambda cls, v: check_name(v)))
+
+
+class TensorsRequest(StrictModel):
+    """Several named tensors drawn in list order from one stream seeded with ``seed``."""
+
+    tensors: list[TensorEntry] = Field(min_length=1, description="The tensors, in drawing order; names are unique.")
+    dtype: DType = Field("float32", description="Element type of every tensor that does not set its own.")
+    device: Device = "auto"
+    seed: Seed | None = None
+    histogram_bins: int = Field(0, ge=0, le=1024, description="Histogram bins in each tensor's stats (0: none).")
+    stats: bool = Field(True, description="Put stats in the header; false streams each tensor as it is made.")
+    rng: Rng = Field("torch", description="'torch' or 'portable-v1' (tensor i uses tid i).")

@@ -7,9 +7,9 @@ from fastapi import APIRouter, Request, Response
 from service.api.serving import answer
 from service.api.deps import PoolDep, SettingsDep
 from service.api.handlers import ERROR_RESPONSES
-from service.api.planning import Plan, plan_tensor
+from service.api.planning import Plan, plan_tensor, plan_tensors
 from service.api.query import request_from_query
-from service.schemas.requests import TensorRequest
+from service.schemas.requests import TensorRequest, TensorsRequest
 
 router = APIRouter(prefix="/v1", tags=["tensors"])
 
@@ -55,3 +55,12 @@ async def get_tensor(request: Request, settings: SettingsDep, pool: PoolDep) -> 
 async def head_tensor(request: Request, settings: SettingsDep, pool: PoolDep) -> Response:
     """The headers `GET /v1/tensor` would send (exact `Content-Length`, `ETag`), without the body."""
     return await get_tensor(request, settings, pool)
+
+
+@router.post("/tensors", responses={**BINARY_RESPONSE, **ERROR_RESPONSES}, response_class=Response)
+async def post_tensors(body: TensorsRequest, request: Request, settings: SettingsDep, pool: PoolDep) -> Response:
+    """Several named tensors in one safetensors file, drawn in list order from one stream seeded with
+    `seed`: the same bytes as a torch script that calls `torch.manual_seed(seed)` and initializes them in
+    that order. A tensor with its own `seed` uses a fresh stream and does not advance the shared one.
+    Per-tensor stats are in `__metadata__["stats"]` under each name."""
+    return await answer(request, plan_tensors(body, settings, pool), pool)
