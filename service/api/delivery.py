@@ -62,12 +62,18 @@ def content_disposition(name: str) -> str:
 
 
 def provenance_with_outcome(provenance: dict[str, Any], made: Sequence[MadeTensor]) -> dict[str, Any]:
-    """The plan's provenance plus what only generation knows: torch's warnings."""
+    """The plan's provenance plus what generation knows: torch's warnings, and how each tensor was
+    made (CPU threads; a slice generated directly or cut from the whole tensor)."""
     warnings: list[str] = []
     for m in made:
         prefix = f"{m.spec.name}: " if len(made) > 1 else ""
         warnings += [prefix + w for w in m.warnings]
-    return {**provenance, "warnings": warnings}
+    outcome: dict[str, Any] = {"warnings": warnings}
+    if len(made) == 1:
+        outcome.update(made[0].generation)
+    elif any(m.generation for m in made):
+        outcome["generation"] = {m.spec.name: m.generation for m in made}
+    return {**provenance, **outcome}
 
 
 def tensor_summaries(made: Sequence[MadeTensor]) -> dict[str, Any]:

@@ -158,7 +158,9 @@ def plan_tensor(req: TensorRequest, settings: Settings, pool: WorkerPool) -> Pla
     normalized = req.model_dump(mode="json")
     normalized.update(seed=seed, device=device)
     return Plan(
-        job=TensorJob(specs=[spec], seed=seed, device=device, qr_threads=settings.qr_threads),
+        job=TensorJob(
+            specs=[spec], seed=seed, device=device, qr_threads=settings.qr_threads, cpu_threads=settings.cpu_threads
+        ),
         device=device,
         seed=seed,
         request=normalized,
@@ -207,7 +209,7 @@ def plan_tensors(req: TensorsRequest, settings: Settings, pool: WorkerPool) -> P
     return Plan(
         job=TensorJob(
             specs=specs, seed=seed, device=device, qr_threads=settings.qr_threads,
-            own_seeds=[e.seed for e in req.tensors],
+            own_seeds=[e.seed for e in req.tensors], cpu_threads=settings.cpu_threads,
         ),
         device=device,
         seed=seed,

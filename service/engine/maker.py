@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import threading
 import warnings
-from collections.abc import Iterator, Mapping
+import math
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from service.engine.distributions import describe
+from service.engine import chunked, pieces
+from service.engine.distributions import Distribution, describe
+from service.engine.draws import BLOCK, draws_consumed
 from service.engine.rng import DTYPES, Streams, compute_dtype
 from service.engine.schemes import SCHEMES
-from service.engine.stats import summarize
+from service.engine.stats import StatsAccumulator, expected_fields
 
 # warnings.catch_warnings swaps process-wide state (Python < 3.14), so captures take turns.
 _WARNINGS_LOCK = threading.RLock()
@@ -63,6 +66,11 @@ class MadeTensor:
     stats: dict[str, Any] | None
     warnings: list[str] = field(default_factory=list)
     compute_dtype: str | None = None  # set when torch ran the scheme in another dtype
+    # How it was made, for provenance: {"threads": n, "slice": "direct" | "cut"} (CPU).
+    generation: dict[str, Any] = field(default_factory=dict)
+
+
+ReadyCallback = Callable[[int], None]
 
 
 def fill(t: torch.Tensor, spec: TensorSpec, streams: Streams, qr_threads: int = 1) -> list[str]:
@@ -79,10 +87,86 @@ def cut(t: torch.Tensor, bounds: tuple[tuple[int, int], ...] | None) -> torch.Te
     return t[tuple(slice(start, stop) for start, stop in bounds)].contiguous()
 
 
-def make_tensor(spec: TensorSpec, streams: Streams, device: torch.device, qr_threads: int = 1) -> MadeTensor:
-    t = torch.empty(spec.shape, dtype=DTYPES[spec.dtype], device=device)
-    messages = fill(t, spec, streams, qr_threads)
-    t = cut(t, spec.slice)
-    stats = summarize(t, describe(spec.scheme, spec.params, spec.shape), spec.histogram_bins) if spec.with_stats else None
+def _sliced_shape(spec: TensorSpec) -> tuple[int, ...]:
+    return spec.shape if spec.slice is None else tuple(stop - start for start, stop in spec.slice)
+
+
+def _draws_after_torch(spec: TensorSpec, dist: Distribution, dtype: torch.dtype, n: int) -> int | None:
+    """Draws the torch filler took, when the accounting knows it (``None``: unknown)."""
+    if not SCHEMES[spec.scheme].random or n == 0:
+        return 0
+    if dist.draw is None or (dist.draw[0] == "normal" and n < BLOCK):
+        return None  # rejection loops, randperm, QR's normal_, or a cached double normal
+    return draws_consumed(dist.draw[0], dtype, n)
+
+
+def make_tensor(
+    spec: TensorSpec,
+    streams: Streams,
+    device: torch.device,
+    qr_threads: int = 1,
+    threads: int = 1,
+    on_ready: ReadyCallback | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> MadeTensor:
+    """Make ``spec`` on ``device`` from ``streams``; ``on_ready(e)`` reports each finished prefix
+    of the returned tensor's elements (once at the end, or piece by piece on the fast path).
+
+    Fast path (CPU, a scheme that is one ``uniform_``/``normal_`` call, stream position known):
+    big tensors are filled in pieces by ``threads`` jumped generators (``pieces``), and a slice
+    is generated alone (``chunked.fill_slice``). Everything else runs the torch filler.
+    """
+    dist = describe(spec.scheme, spec.params, spec.shape)
+    dtype = DTYPES[spec.dtype]
+    n = math.prod(spec.shape)
+    op = dist.draw[0] if dist.draw is not None else None
+    fast = (
+        device.type == "cpu"
+        and op is not None
+        and streams.draws is not None
+        and n > 0
+        and pieces.supported(op, dtype, n)
+        and (spec.slice is not None or n >= chunked.PARALLEL_MIN_ELEMENTS)
+    )
+    messages: list[str] = []
+    if fast and spec.slice is not None:
+        _, p1, p2 = dist.draw
+        t = torch.empty(_sliced_shape(spec), dtype=dtype)
+        chunked.fill_slice(t, op, p1, p2, streams.seed, spec.shape, list(spec.slice), streams.draws)
+        streams.advance(draws_consumed(op, dtype, n))
+        generation = {"threads": 1, "slice": "direct"}
+        stats_acc = StatsAccumulator(t.reshape(-1)) if spec.with_stats else None
+        if on_ready is not None:
+            on_ready(t.numel())
+    elif fast:
+        _, p1, p2 = dist.draw
+        t = torch.empty(spec.shape, dtype=dtype)
+        flat = t.view(-1)
+        stats_acc = StatsAccumulator(flat) if spec.with_stats else None
+
+        def ready(elements: int) -> None:
+            if stats_acc is not None:
+                stats_acc.feed(elements)
+            if on_ready is not None:
+                on_ready(elements)
+
+        pieces.fill_in_pieces_(flat, op, p1, p2, streams.seed, streams.draws, threads, ready, cancelled)
+        streams.advance(draws_consumed(op, dtype, n))
+        generation = {"threads": threads}
+    else:
+        streams.sync()
+        t = torch.empty(spec.shape, dtype=dtype, device=device)
+        messages = fill(t, spec, streams, qr_threads)
+        streams.advance(_draws_after_torch(spec, dist, dtype, n))
+        t = cut(t, spec.slice)
+        generation = {"threads": 1} if device.type == "cpu" else {}
+        if spec.slice is not None:
+            generation["slice"] = "cut"
+        stats_acc = StatsAccumulator(t.reshape(-1)) if spec.with_stats else None
+        if on_ready is not None:
+            on_ready(t.numel())
+    stats = None
+    if stats_acc is not None:
+        stats = {**stats_acc.result(spec.histogram_bins), **expected_fields(dist)}
     work = compute_dtype(spec.scheme, spec.dtype)
-    return MadeTensor(spec, t, stats, messages, work if work != spec.dtype else None)
+    return MadeTensor(spec, t, stats, messages, work if work != spec.dtype else None, generation)

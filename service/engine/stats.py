@@ -1,20 +1,24 @@
 """Observed stats of a tensor, the scheme's expected moments, and an optional histogram.
 
 Speed: ``torch.var_mean`` and ``(t == 0).sum()`` run near 1.5 GB/s on these CPUs, while ``sum``,
-``dot``, ``aminmax`` and ``count_nonzero`` run at 30–40 GB/s, so one pass over float64 chunks
-uses only the fast ones. Accuracy: the variance uses the shifted-data formula
+``dot``, ``aminmax`` and ``count_nonzero`` run at 30–40 GB/s, so each chunk uses only the fast
+ones. Accuracy: each chunk of ``STATS_CHUNK_ELEMENTS`` is summarized in float64 around one of its
+own values K (so Σd² does not cancel when the mean is far from zero; a constant chunk gives
+exactly 0), and chunks are merged in order with Chan et al.'s pairwise update::
 
-    d = x − K,   var = (Σd² − (Σd)²/n) / (n − 1),   mean = K + Σd / n
+    d = x − K,  mean = K + Σd/n,  M2 = Σd² − (Σd)²/n
+    merge: δ = mean_b − mean_a,  mean = mean_a + δ·n_b/n,  M2 = M2_a + M2_b + δ²·n_a·n_b/n
 
-with K one of the tensor's own values, so ``Σd²`` does not cancel catastrophically when the mean
-is far from zero (a constant tensor gives exactly 0). ``std`` is unbiased, as ``torch.std``.
-Nothing non-finite leaves this module: a value that does not exist (the std of one element, the
-bounds of a normal) is ``None``, which JSON writes as ``null``.
+``std`` is unbiased, as ``torch.std``: sqrt(M2 / (n − 1)). Chunks sit on a fixed grid of the
+flat tensor and merge in grid order, so the stats are the same bytes however the tensor was
+generated (serially, by threads, or while streaming). Nothing non-finite leaves this module: a
+value that does not exist (the std of one element, the bounds of a normal) is ``None``.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -29,52 +33,95 @@ def _finite(x: float | None) -> float | None:
     return x if x is not None and math.isfinite(x) else None
 
 
-def _chunks(flat: torch.Tensor):
-    for start in range(0, flat.numel(), STATS_CHUNK_ELEMENTS):
-        yield flat[start : start + STATS_CHUNK_ELEMENTS]
+@dataclass(frozen=True)
+class Partial:
+    """Mergeable summary of a run of elements."""
+
+    n: int
+    mean: float
+    m2: float
+    low: float
+    high: float
+    zeros: int
+
+    @staticmethod
+    def of(chunk: torch.Tensor) -> Partial:
+        n = chunk.numel()
+        lo, hi = torch.aminmax(chunk)
+        nonzero = torch.count_nonzero(chunk)
+        d = chunk.to(torch.float64, copy=True)  # never in place on the tensor itself
+        shift = d[0].clone()
+        d.sub_(shift)
+        s1, s2 = d.sum(), torch.dot(d, d)
+        values = torch.stack([shift, s1, s2, lo.to(torch.float64), hi.to(torch.float64)]).tolist()
+        k, s1_, s2_, low, high = values
+        return Partial(n, k + s1_ / n, s2_ - s1_ * s1_ / n, low, high, n - int(nonzero))
+
+    def merge(self, other: Partial) -> Partial:
+        n = self.n + other.n
+        delta = other.mean - self.mean
+        return Partial(
+            n,
+            self.mean + delta * other.n / n,
+            self.m2 + other.m2 + delta * delta * self.n * other.n / n,
+            min(self.low, other.low),
+            max(self.high, other.high),
+            self.zeros + other.zeros,
+        )
+
+
+def grid_chunks(n: int) -> list[tuple[int, int]]:
+    """The fixed grid of [start, stop) chunks stats are computed on."""
+    return [(s, min(s + STATS_CHUNK_ELEMENTS, n)) for s in range(0, n, STATS_CHUNK_ELEMENTS)]
+
+
+class StatsAccumulator:
+    """Stats fed chunk by chunk, in grid order, as the tensor's bytes become ready."""
+
+    def __init__(self, flat: torch.Tensor):
+        self.flat = flat
+        self.chunks = grid_chunks(flat.numel())
+        self.done = 0
+        self.total: Partial | None = None
+
+    def feed(self, ready_elements: int) -> None:
+        """Summarize every grid chunk that lies wholly within the first ``ready_elements``."""
+        while self.done < len(self.chunks) and self.chunks[self.done][1] <= ready_elements:
+            start, stop = self.chunks[self.done]
+            part = Partial.of(self.flat[start:stop])
+            self.total = part if self.total is None else self.total.merge(part)
+            self.done += 1
+
+    def result(self, histogram_bins: int = 0) -> dict[str, Any]:
+        self.feed(self.flat.numel())
+        return finish(self.total, self.flat, histogram_bins)
+
+
+def finish(total: Partial | None, flat: torch.Tensor, histogram_bins: int) -> dict[str, Any]:
+    if total is None:
+        empty: dict[str, Any] = dict(numel=0, mean=None, std=None, min=None, max=None, zero_fraction=None)
+        if histogram_bins:
+            empty["histogram"] = {"edges": [], "counts": []}
+        return empty
+    n = total.n
+    stats: dict[str, Any] = dict(
+        numel=n,
+        mean=_finite(total.mean),
+        std=_finite(math.sqrt(max(total.m2, 0.0) / (n - 1))) if n > 1 else None,
+        min=_finite(total.low),
+        max=_finite(total.high),
+        zero_fraction=total.zeros / n,
+    )
+    if histogram_bins:
+        stats["histogram"] = histogram(flat, histogram_bins, total.low, total.high)
+    return stats
 
 
 def observe(t: torch.Tensor, histogram_bins: int = 0) -> dict[str, Any]:
     """``numel``, ``mean``, ``std`` (unbiased), ``min``, ``max``, ``zero_fraction`` and, with
     ``histogram_bins`` > 0, ``histogram: {edges, counts}`` over [min, max] (numpy's rule: a
     constant tensor gets the range [v − 0.5, v + 0.5])."""
-    flat = t.reshape(-1)
-    n = flat.numel()
-    if n == 0:
-        empty: dict[str, Any] = dict(numel=0, mean=None, std=None, min=None, max=None, zero_fraction=None)
-        if histogram_bins:
-            empty["histogram"] = {"edges": [], "counts": []}
-        return empty
-
-    shift = flat[0].to(torch.float64, copy=True)
-    s1 = torch.zeros((), dtype=torch.float64, device=t.device)
-    s2 = torch.zeros((), dtype=torch.float64, device=t.device)
-    nonzero = torch.zeros((), dtype=torch.int64, device=t.device)
-    lows, highs = [], []
-    for chunk in _chunks(flat):
-        lo, hi = torch.aminmax(chunk)
-        lows.append(lo)
-        highs.append(hi)
-        nonzero += torch.count_nonzero(chunk)
-        d = chunk.to(torch.float64, copy=True).sub_(shift)  # never in place on the tensor itself
-        s1 += d.sum()
-        s2 += torch.dot(d, d)
-    low = float(torch.stack(lows).min())
-    high = float(torch.stack(highs).max())
-    s1_, s2_, k = float(s1), float(s2), float(shift)
-    mean = k + s1_ / n
-    std = math.sqrt(max(s2_ - s1_ * s1_ / n, 0.0) / (n - 1)) if n > 1 else None
-    stats: dict[str, Any] = dict(
-        numel=n,
-        mean=_finite(mean),
-        std=_finite(std),
-        min=_finite(low),
-        max=_finite(high),
-        zero_fraction=(n - int(nonzero)) / n,
-    )
-    if histogram_bins:
-        stats["histogram"] = histogram(flat, histogram_bins, low, high)
-    return stats
+    return StatsAccumulator(t.reshape(-1)).result(histogram_bins)
 
 
 def histogram(flat: torch.Tensor, bins: int, low: float, high: float) -> dict[str, list]:
@@ -84,7 +131,8 @@ def histogram(flat: torch.Tensor, bins: int, low: float, high: float) -> dict[st
     if low == high:
         low, high = low - 0.5, high + 0.5
     counts = torch.zeros(bins, dtype=torch.float64, device=flat.device)
-    for chunk in _chunks(flat):
+    for start, stop in grid_chunks(flat.numel()):
+        chunk = flat[start:stop]
         counts += torch.histc(chunk.to(torch.float64), bins=bins, min=low, max=high)
     edges = torch.linspace(low, high, bins + 1, dtype=torch.float64)
     return {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts.cpu()]}

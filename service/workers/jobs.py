@@ -23,6 +23,7 @@ class TensorJob:
     device: str
     qr_threads: int = 1
     own_seeds: Sequence[int | None] = ()
+    cpu_threads: int = 1
 
 
 def to_host(t: torch.Tensor) -> torch.Tensor:
@@ -42,7 +43,7 @@ def run_tensor_job(job: TensorJob) -> list[MadeTensor]:
     for i, spec in enumerate(job.specs):
         own = job.own_seeds[i] if i < len(job.own_seeds) else None
         streams = shared if own is None else open_streams(own, device)
-        result = make_tensor(spec, streams, device, job.qr_threads)
+        result = make_tensor(spec, streams, device, job.qr_threads, job.cpu_threads)
         result.tensor = to_host(result.tensor)
         made.append(result)
     return made

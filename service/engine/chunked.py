@@ -1,0 +1,247 @@
+"""Torch-identical ``uniform_``/``normal_`` on CPU, generated in parallel chunks or as slices.
+
+A CPU tensor filled by ``t.uniform_(a, b, generator=g)`` or ``t.normal_(mean, std, generator=g)``
+is a function of where ``g`` stands in its MT19937 stream. If we know how many 32-bit draws
+precede element i, a generator jumped there (``mt19937``) fills ``t[i:j]`` with the same bits, so
+threads can fill disjoint chunks at once and a slice needs no prefix. ``draws`` holds that
+accounting for torch 2.13: element i of ``uniform_`` starts at draw d·i (d = 2 for float64, else 1),
+and ``normal_`` (n >= 16) works in 16-element blocks with a recomputed tail, so a chunk [s, e) with
+16 | s, e - s >= 16 and (16 | e or e = n) reproduces the full tensor from draw d·s. Chunk starts
+here are multiples of 624 elements: d·s is then a whole number of blocks, and every thread's
+generator is one ``mt19937.jump`` from the state at ``base_draws``.
+
+A startup ``self_test`` checks this per (op, dtype) against serial torch; anything that fails is
+generated serially (and a slice of it cut from a serial full tensor).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+
+from service.engine import mt19937
+from service.engine.draws import (
+    BLOCK,
+    DTYPES,
+    OPS,
+    Op,
+    check_op_dtype,
+    draws_consumed,
+    draws_per_element,
+    fill_serial_,
+)
+from service.engine.slices import fill_runs, plan_runs
+
+__all__ = [
+    "capability", "clear_self_test", "draws_consumed", "fill_slice", "parallel_fill_", "self_test",
+]
+
+CHUNK_UNIT = mt19937.N  # chunk starts at multiples of 624 elements: 16 | 624 and a jump of d blocks
+
+# Below this many elements parallel_fill_ runs serially. Measured with bench/parallel_cpu.py on a
+# 2-core EPYC (torch 2.13, float32 uniform_, 2 threads): at 2^20 elements parallel is 0.9x, at
+# 2^21 1.3x, at 2^22 1.6x serial; the fixed cost is a jump (2–9 ms) plus thread start-up.
+PARALLEL_MIN_ELEMENTS = 1 << 21
+
+# Seconds per element of torch's serial uniform_/normal_ on a pre-touched float32 tensor (2.1 and
+# 2.6 ns measured); only its ratio to mt19937.PASS_S matters, to balance chunks against jumps.
+ELEMENT_S = 2.2e-9
+
+# Tests put (op, dtype) pairs here (then call clear_self_test) to make the self-test fail for them.
+FORCE_MISMATCH: set[tuple[str, torch.dtype]] = set()
+
+_self_test_lock = threading.Lock()
+_self_test_cache: dict[str, bool] = {}
+
+
+def default_threads() -> int:
+    """Cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def parallel_fill_(
+    t: torch.Tensor, op: Op, p1: float, p2: float, seed: int, threads: int, base_draws: int = 0
+) -> torch.Tensor:
+    """Fill contiguous CPU ``t`` with the bits of ``t.<op>_(p1, p2, generator=g)``.
+
+    g is ``torch.Generator().manual_seed(seed)`` advanced by ``base_draws`` 32-bit draws. Chunk k
+    starts at element s_k (a multiple of 624, so at draw base + d·s_k, a whole number of blocks
+    past the base) and is filled by its own thread with its own generator. Serial below
+    ``PARALLEL_MIN_ELEMENTS``, with ``threads=1``, or when the self-test failed for (op, dtype).
+    """
+    _check_tensor(t, op)
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1; got threads={threads}")
+    flat = t.view(-1)
+    n = flat.numel()
+    base = mt19937.state_at(seed, base_draws)
+    serial = threads == 1 or n < PARALLEL_MIN_ELEMENTS or not _passed(op, t.dtype)
+    bounds = [0, n] if serial else plan_chunks(op, n, threads, t.dtype)
+    if len(bounds) == 2:
+        fill_serial_(flat, op, p1, p2, mt19937.load_state(base))
+        return t
+    _fill_chunks(flat, op, p1, p2, base, bounds)
+    return t
+
+
+def plan_chunks(op: Op, n: int, threads: int, dtype: torch.dtype = torch.float32) -> list[int]:
+    """Chunk bounds 0 = s_0 < ... < s_k = n for ``threads`` threads; inner bounds are 624·u.
+
+    Thread i spends J_i on its jump (``mt19937.jump_seconds``; J_0 = 0) and ``ELEMENT_S`` per
+    element, so ideally chunk i has (tau - J_i)/ELEMENT_S elements, tau = (ELEMENT_S·n + sum J)/k.
+    Each bound s_i = 624·u is then picked near its ideal place to minimise the later finish of
+    threads i-1 and i, which favours block counts d·u with few set bits (few table passes). For
+    normal_ the last chunk keeps >= 16 elements (and so torch's tail rule); n < 16 is one chunk.
+    """
+    if op == "normal" and n < BLOCK:
+        return [0, n]
+    d, g = draws_per_element(dtype), ELEMENT_S
+    limit = n - BLOCK if op == "normal" else n - 1
+    jumps = [0.0] * threads
+    for _ in range(2):  # the jump costs depend on the bounds they help choose
+        tau = (g * n + sum(jumps)) / threads
+        ideal = [0.0]
+        for i in range(1, threads):
+            ideal.append(ideal[-1] + max(0.0, tau - jumps[i - 1]) / g)
+        ideal.append(float(n))
+        bounds = [0]
+        for i in range(1, threads):
+            prev_finish = lambda u: jumps[i - 1] + g * (CHUNK_UNIT * u - bounds[-1])  # noqa: E731
+            finish = lambda u: mt19937.jump_seconds(d * u) + g * (ideal[i + 1] - CHUNK_UNIT * u)  # noqa: E731
+            u = min(_candidates(ideal[i] / CHUNK_UNIT), key=lambda u: max(prev_finish(u), finish(u)))
+            bounds.append(CHUNK_UNIT * u)
+            jumps[i] = mt19937.jump_seconds(d * u)
+    return [0, *sorted({s for s in bounds if 0 < s <= limit}), n]
+
+
+def _candidates(target: float) -> set[int]:
+    """Integers >= 1 near ``target``: it rounded, and it rounded to 1..6 significant bits."""
+    top = max(int(target), 1).bit_length()
+    found = {max(1, round(target))}
+    for bits in range(1, 7):
+        q = 1 << max(0, top - bits)
+        found.update({max(q, int(target // q) * q), (int(target // q) + 1) * q})
+    return found
+
+
+def _fill_chunks(
+    flat: torch.Tensor, op: Op, p1: float, p2: float, base: mt19937.MTState, bounds: list[int]
+) -> None:
+    """Fill ``flat[s_k:s_{k+1}]`` for every k, chunk 0 here and the others on pool threads."""
+    d = draws_per_element(flat.dtype)
+
+    def fill(k: int) -> None:
+        s, e = bounds[k], bounds[k + 1]
+        g = mt19937.load_state(mt19937.jump(base, d * s // CHUNK_UNIT))
+        fill_serial_(flat[s:e], op, p1, p2, g)
+
+    with ThreadPoolExecutor(max_workers=len(bounds) - 2) as pool:
+        futures = [pool.submit(fill, k) for k in range(1, len(bounds) - 1)]
+        fill(0)
+        for f in futures:
+            f.result()
+
+
+def fill_slice(
+    out: torch.Tensor,
+    op: Op,
+    p1: float,
+    p2: float,
+    seed: int,
+    full_shape: tuple[int, ...] | list[int],
+    slice_bounds: list[tuple[int, int]],
+    base_draws: int = 0,
+) -> torch.Tensor:
+    """Fill ``out`` with ``full[s0:e0, s1:e1, ...]`` of the tensor ``parallel_fill_`` would give.
+
+    Only the runs of the flat index space the slice covers are generated, each group of runs from a
+    generator jumped to its first draw (see ``slices``). Returns ``out``.
+    """
+    check_op_dtype(op, out.dtype)
+    full_shape = tuple(int(x) for x in full_shape)
+    plan = plan_runs(full_shape, slice_bounds)
+    if tuple(out.shape) != plan.shape:
+        raise ValueError(f"out must have the slice's shape {list(plan.shape)}; got {list(out.shape)}")
+    if out.numel() == 0:
+        return out
+    n = math.prod(full_shape)
+    if (op == "normal" and n < BLOCK) or not _passed(op, out.dtype):
+        full = torch.empty(full_shape, dtype=out.dtype)
+        fill_serial_(full, op, p1, p2, mt19937.generator_at(seed, base_draws))
+        return out.copy_(full[tuple(slice(s, e) for s, e in slice_bounds)])
+    target = out if out.is_contiguous() else torch.empty(plan.shape, dtype=out.dtype)
+    fill_runs(target.view(-1), plan, op, p1, p2, seed, base_draws, fill_serial_)
+    return out if target is out else out.copy_(target)
+
+
+def self_test() -> dict[str, bool]:
+    """``{"uniform/float32": True, ...}``: chunked and sliced generation equal serial torch, bytes.
+
+    Per (op, dtype): n = 3001 (n % 16 = 9, so the tail rule runs) after 1001 base draws (not a
+    whole block), in chunks [0, 624, 1872, 3001] (jumps of 1 and 3 blocks, 2 and 6 for float64),
+    plus a slice across the tail. The reference is plain torch: ``manual_seed``, then
+    ``random_`` on 1001 int32 (one draw each), then the op. Cached; see ``FORCE_MISMATCH``.
+    """
+    with _self_test_lock:
+        if not _self_test_cache:
+            for op in OPS:
+                for dtype in DTYPES:
+                    _self_test_cache[_key(op, dtype)] = _check_one(op, dtype)
+        return dict(_self_test_cache)
+
+
+def clear_self_test() -> None:
+    """Forget the cached self-test, so the next call runs it again."""
+    with _self_test_lock:
+        _self_test_cache.clear()
+
+
+def capability() -> dict:
+    """What this host serves in parallel, for provenance (``/v1/devices``)."""
+    passed = self_test()
+    return {
+        "parallel": sorted(k for k, ok in passed.items() if ok),
+        "serial_only": sorted(k for k, ok in passed.items() if not ok),
+        "threads_default": default_threads(),
+        "min_parallel_elements": PARALLEL_MIN_ELEMENTS,
+        "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    }
+
+
+def _check_one(op: Op, dtype: torch.dtype, seed: int = 20240607, base_draws: int = 1001) -> bool:
+    n, p1, p2 = 3001, -3.0, 7.5
+    g = torch.Generator().manual_seed(seed)
+    torch.empty(base_draws, dtype=torch.int32).random_(generator=g)
+    expected = fill_serial_(torch.empty(n, dtype=dtype), op, p1, p2, g)
+    chunked = torch.empty(n, dtype=dtype)
+    _fill_chunks(chunked, op, p1, p2, mt19937.state_at(seed, base_draws), [0, 624, 1872, n])
+    sliced = torch.empty(n - 2989, dtype=dtype)
+    plan = plan_runs((n,), [(2980, n - 9)])
+    fill_runs(sliced, plan, op, p1, p2, seed, base_draws, fill_serial_)
+    if (op, dtype) in FORCE_MISMATCH:
+        chunked.view(torch.uint8)[0] ^= 1
+    as_bytes = lambda x: x.view(torch.uint8)  # noqa: E731
+    return torch.equal(as_bytes(chunked), as_bytes(expected)) and torch.equal(
+        as_bytes(sliced), as_bytes(expected[2980 : n - 9])
+    )
+
+
+def _passed(op: Op, dtype: torch.dtype) -> bool:
+    return self_test()[_key(op, dtype)]
+
+
+def _key(op: str, dtype: torch.dtype) -> str:
+    return f"{op}/{str(dtype).removeprefix('torch.')}"
+
+
+def _check_tensor(t: torch.Tensor, op: str) -> None:
+    check_op_dtype(op, t.dtype)
+    if t.device.type != "cpu":
+        raise ValueError(f"parallel_fill_ needs a CPU tensor; got device={t.device}")
+    if not t.is_contiguous():
+        raise ValueError("parallel_fill_ needs a contiguous tensor; call .contiguous() first")
