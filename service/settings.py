@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     )
     log_json: bool = Field(False, description="Write logs as one JSON object per line.")
     job_timeout_s: float = Field(600.0, gt=0, description="A device job running longer is abandoned with 503.")
+    send_timeout_s: float = Field(
+        60.0, gt=0, description="A response whose client accepts no bytes for this long is abandoned."
+    )
     shutdown_timeout_s: float = Field(30.0, ge=0, description="Grace period for in-flight responses on SIGTERM.")
     retry_after_s: int = Field(1, ge=1, description="Retry-After sent with 429 and 503.")
 

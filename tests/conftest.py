@@ -16,6 +16,7 @@ import torch
 import uvicorn
 
 from service.app import create_app
+from service.server import DrainingServer
 from service.settings import Settings
 
 CUDA = torch.cuda.is_available()
@@ -32,10 +33,11 @@ class LiveServer:
     def __init__(self, settings: Settings):
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.app = create_app(settings)
         config = uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=self.port, log_level="warning", timeout_graceful_shutdown=5
+            self.app, host="127.0.0.1", port=self.port, log_level="warning", timeout_graceful_shutdown=5
         )
-        self.server = uvicorn.Server(config)
+        self.server = DrainingServer(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> LiveServer:
@@ -46,6 +48,10 @@ class LiveServer:
                 raise RuntimeError("the test server did not start")
             time.sleep(0.01)
         return self
+
+    def sigterm(self) -> None:
+        """What SIGTERM does: drain, then exit once in-flight responses are done."""
+        self.server.handle_exit(15, None)
 
     def __exit__(self, *exc) -> None:
         self.server.should_exit = True

@@ -1,26 +1,30 @@
 """From made tensors to an HTTP answer: safetensors stream, JSON summary, or 304/412.
 
-The safetensors body is the header we encode (``codec.header``) followed by memoryviews of each
-tensor's own memory (``codec.body``), streamed with an exact ``Content-Length``. The admission
-slot is released when the last byte is sent or the client goes away, whichever comes first.
+The safetensors body is the header we encode (``codec.header``) followed by the views the worker
+side queues on ``Segments`` (the tensor's own memory on CPU, pinned buffers from a GPU), streamed
+with an exact ``Content-Length``. The admission slot is released when the last byte is sent or
+the client goes away, whichever comes first; going away also stops the producers.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
 from fastapi import Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 
-from service.codec.body import chunk_views, tensor_bytes_view
 from service.codec.header import TensorEntry, dumps, encode_header
-from service.engine.maker import MadeTensor
+from service.engine.maker import MadeTensor, Output
 from service.engine.rng import SAFETENSORS_DTYPES
 from service.workers.admission import Slot
+from service.workers.streaming import Segments
 
+log = logging.getLogger("initsvc.delivery")
 _UNSAFE_FILENAME = re.compile(r'[^A-Za-z0-9._-]')
 
 
@@ -82,9 +86,9 @@ def tensor_summaries(made: Sequence[MadeTensor]) -> dict[str, Any]:
     }
 
 
-def metadata(made: Sequence[MadeTensor], request_json: dict, provenance: dict) -> dict[str, str]:
+def metadata(made: Sequence[MadeTensor] | Sequence[Output], request_json: dict, provenance: dict) -> dict[str, str]:
     meta = {"format": "pt", "request": dumps(request_json), "provenance": dumps(provenance)}
-    if all(m.stats is not None for m in made):
+    if made and all(isinstance(m, MadeTensor) and m.stats is not None for m in made):
         meta["stats"] = dumps({m.spec.name: m.stats for m in made})
     return meta
 
@@ -96,32 +100,80 @@ def json_response(made: Sequence[MadeTensor], request_json: dict, provenance: di
 
 def safetensors_response(
     request: Request,
-    made: Sequence[MadeTensor],
+    made: Sequence[MadeTensor] | Sequence[Output],
     request_json: dict,
     provenance: dict,
     headers: dict[str, str],
     slot: Slot,
+    segments: Segments,
 ) -> Response:
-    entries = [
-        TensorEntry(m.spec.name, SAFETENSORS_DTYPES[m.spec.dtype], tuple(m.tensor.shape), m.tensor.numel() * m.tensor.element_size())
-        for m in made
-    ]
+    """The header we encode, then every queued view of tensor bytes; exact ``Content-Length``."""
+    entries = [_entry(m) for m in made]
     header = encode_header(entries, metadata(made, request_json, provenance))
     length = len(header) + sum(e.nbytes for e in entries)
     headers = {**headers, "content-length": str(length)}
     if request.method == "HEAD":
+        segments.cancel()
         slot.release()
         return Response(status_code=200, headers=headers, media_type="application/octet-stream")
 
-    async def body() -> AsyncIterator[bytes | memoryview]:
-        try:
-            yield header
-            for m in made:
-                for view in chunk_views(tensor_bytes_view(m.tensor)):
-                    yield view
-        finally:
-            slot.release()
-            made_list = list(made)
-            made_list.clear()
+    send_timeout_s = request.app.state.settings.send_timeout_s
+    return BodyResponse(header, segments, slot.release, headers, send_timeout_s)
 
-    return StreamingResponse(body(), headers=headers, media_type="application/octet-stream")
+
+class BodyResponse(Response):
+    """Header bytes, then the queued views, each ``send`` bounded by ``send_timeout_s``.
+
+    Written out rather than starlette's ``StreamingResponse`` so that the end of the response is
+    explicit: however it ends (sent, client gone, client stalled past the timeout, producer
+    failed), the producers are stopped and the admission slot is released right then, not when
+    an abandoned generator is garbage-collected.
+    """
+
+    media_type = "application/octet-stream"
+
+    def __init__(self, header: bytes, segments: Segments, on_close, headers: dict[str, str], send_timeout_s: float):
+        super().__init__(content=None, headers=headers, media_type=self.media_type)
+        self.raw_headers = [
+            (k, v) for k, v in self.raw_headers if k != b"content-length"
+        ] + [(b"content-length", headers["content-length"].encode())]
+        self.header, self.segments, self.on_close, self.send_timeout_s = header, segments, on_close, send_timeout_s
+
+    async def _send_all(self, send) -> None:
+        async def timed(message) -> None:
+            await asyncio.wait_for(send(message), self.send_timeout_s)
+
+        await timed({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        await timed({"type": "http.response.body", "body": self.header, "more_body": True})
+        async for view in self.segments.views():
+            await timed({"type": "http.response.body", "body": view, "more_body": True})
+        await timed({"type": "http.response.body", "body": b"", "more_body": False})
+
+    @staticmethod
+    async def _disconnected(receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    async def __call__(self, scope, receive, send) -> None:
+        sending = asyncio.ensure_future(self._send_all(send))
+        listening = asyncio.ensure_future(self._disconnected(receive))
+        try:
+            await asyncio.wait({sending, listening}, return_when=asyncio.FIRST_COMPLETED)
+            if sending.done() and not sending.cancelled():
+                exc = sending.exception()
+                if isinstance(exc, asyncio.TimeoutError):
+                    log.warning("abandoned a response: the client took no bytes for %s s", self.send_timeout_s)
+                elif exc is not None:
+                    raise exc
+        finally:
+            for task in (sending, listening):
+                task.cancel()
+            self.segments.cancel()
+            self.on_close()
+
+
+def _entry(m: MadeTensor | Output) -> TensorEntry:
+    if isinstance(m, Output):
+        return TensorEntry(m.name, SAFETENSORS_DTYPES[m.dtype], m.shape, m.nbytes)
+    t = m.tensor
+    return TensorEntry(m.spec.name, SAFETENSORS_DTYPES[m.spec.dtype], tuple(t.shape), t.numel() * t.element_size())

@@ -21,7 +21,7 @@ from service.errors import LimitExceeded, Problem, RecipeError
 from service.schemas.recipes import recipe_params
 from service.schemas.requests import TensorRequest, TensorsRequest
 from service.settings import Settings
-from service.engine.maker import MadeTensor
+from service.engine.maker import MadeTensor, Output, may_warn
 from service.workers.jobs import TensorJob, run_tensor_job
 from service.workers.pool import WorkerPool
 
@@ -42,7 +42,11 @@ class Plan:
     filename: str
     seeded: bool  # the client gave the seed (so the answer never changes)
     concrete_device: bool  # the client named the device type (not "auto")
-    run: Callable[[Any], Sequence[MadeTensor]] = run_tensor_job
+    run: Callable[..., Sequence[MadeTensor]] = run_tensor_job
+    # Streamable plans (stats: false, nothing that can warn) get their header before the job runs:
+    # ``run(job, segments, True, buffers)`` then queues each piece as it is made.
+    streamable: bool = False
+    outputs: list[Output] = field(default_factory=list)
     etag_base: str = field(default="")
 
     def __post_init__(self) -> None:
@@ -169,6 +173,8 @@ def plan_tensor(req: TensorRequest, settings: Settings, pool: WorkerPool) -> Pla
         filename=req.name,
         seeded=req.seed is not None,
         concrete_device=req.device != "auto",
+        streamable=not req.stats and not may_warn(spec),
+        outputs=[Output.of(spec)],
     )
 
 
@@ -219,4 +225,6 @@ def plan_tensors(req: TensorsRequest, settings: Settings, pool: WorkerPool) -> P
         filename="tensors",
         seeded=req.seed is not None,
         concrete_device=req.device != "auto",
+        streamable=not req.stats and not any(may_warn(s) for s in specs),
+        outputs=[Output.of(s) for s in specs],
     )

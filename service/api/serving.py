@@ -5,6 +5,8 @@ Every endpoint that makes tensors (``/v1/tensor``, ``/v1/tensors``, ``/v1/module
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import Request, Response
 
 from service.api.delivery import (
@@ -19,10 +21,24 @@ from service.api.delivery import (
 )
 from service.api.planning import Plan
 from service.workers.pool import WorkerPool
+from service.workers.streaming import Segments, deliver
+
+
+async def _started(segments: Segments, job_future: asyncio.Future) -> None:
+    """Wait until the job runs (its tensors are allocated) or fails before that."""
+    started = asyncio.ensure_future(asyncio.shield(segments.started))
+    done, _ = await asyncio.wait({started, job_future}, return_when=asyncio.FIRST_COMPLETED)
+    if job_future in done and job_future.exception() is not None:
+        started.cancel()
+        raise job_future.exception()
 
 
 async def answer(request: Request, plan: Plan, pool: WorkerPool, cache_control: str | None = None) -> Response:
-    """Conditional check, admission, generation on the device's worker, then the response."""
+    """Conditional check, admission, generation on the device's worker, then the response.
+
+    With ``stats: false`` (``plan.streamable``) the header is known up front, so the response
+    starts as soon as the job is running and each piece is sent as soon as it is made.
+    """
     etag = plan.etag(representation(request))
     headers = {
         "etag": etag,
@@ -34,15 +50,42 @@ async def answer(request: Request, plan: Plan, pool: WorkerPool, cache_control: 
         headers["cache-control"] = cache_control
     if etag_matches(request, etag):
         return not_modified(request, headers)
+    as_json = wants_json(request)
+    worker = pool.workers[plan.device]
+    buffers = pool.buffers.get(plan.device)
     slot = pool.admissions[plan.device].acquire(plan.nbytes)
+    segments = Segments(asyncio.get_running_loop())
     try:
-        made = await pool.workers[plan.device].submit(plan.run, plan.job)
+        if plan.streamable and not as_json and request.method != "HEAD":
+            job = worker.enqueue(plan.run, plan.job, segments, True, buffers)
+            job_future = asyncio.ensure_future(worker.wait(job))
+            job_future.add_done_callback(_report_late_failure(segments))
+            await _started(segments, job_future)
+            provenance = provenance_with_outcome(plan.provenance, [])
+            return safetensors_response(request, plan.outputs, plan.request, provenance, headers, slot, segments)
+        made = await worker.submit(plan.run, plan.job)
     except BaseException:
+        segments.cancel()
         slot.release()
         raise
+    if (metrics := getattr(request.app.state, "metrics", None)) is not None:
+        metrics.tensors_made(made)
     provenance = provenance_with_outcome(plan.provenance, made)
-    if wants_json(request):
+    if as_json:
         slot.release()
         del headers["content-disposition"]
         return json_response(made, plan.request, provenance, headers)
-    return safetensors_response(request, made, plan.request, provenance, headers, slot)
+    if request.method != "HEAD":
+        deliver([m.tensor for m in made], segments, buffers)
+    return safetensors_response(request, made, plan.request, provenance, headers, slot, segments)
+
+
+def _report_late_failure(segments: Segments):
+    """A streamed job that fails after the headers went out aborts the body (a worker timeout,
+    for instance, never reaches the job's own ``close``)."""
+
+    def done(future: asyncio.Future) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            segments.close(future.exception())
+
+    return done

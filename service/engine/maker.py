@@ -59,6 +59,29 @@ class TensorSpec:
     slice: tuple[tuple[int, int], ...] | None = None
 
 
+@dataclass(frozen=True)
+class Output:
+    """What a spec will produce, known before it is made: enough for the safetensors header."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    nbytes: int
+
+    @staticmethod
+    def of(spec: TensorSpec) -> Output:
+        shape = _sliced_shape(spec)
+        return Output(spec.name, spec.dtype, shape, math.prod(shape) * DTYPES[spec.dtype].itemsize)
+
+
+def may_warn(spec: TensorSpec) -> bool:
+    """Whether torch can warn while making ``spec`` (so its provenance is known only afterwards):
+    ``trunc_normal_`` with a mean far outside [a, b], and kaiming on a zero-element tensor."""
+    if spec.scheme in ("trunc_normal", "trunc_normal_tf"):
+        return True
+    return spec.scheme.startswith("kaiming") and math.prod(spec.shape) == 0
+
+
 @dataclass
 class MadeTensor:
     spec: TensorSpec
@@ -70,7 +93,8 @@ class MadeTensor:
     generation: dict[str, Any] = field(default_factory=dict)
 
 
-ReadyCallback = Callable[[int], None]
+# on_ready(tensor, elements): tensor.view(-1)[:elements] is final (the tensor being returned).
+ReadyCallback = Callable[[torch.Tensor, int], None]
 
 
 def fill(t: torch.Tensor, spec: TensorSpec, streams: Streams, qr_threads: int = 1) -> list[str]:
@@ -137,7 +161,7 @@ def make_tensor(
         generation = {"threads": 1, "slice": "direct"}
         stats_acc = StatsAccumulator(t.reshape(-1)) if spec.with_stats else None
         if on_ready is not None:
-            on_ready(t.numel())
+            on_ready(t, t.numel())
     elif fast:
         _, p1, p2 = dist.draw
         t = torch.empty(spec.shape, dtype=dtype)
@@ -148,7 +172,7 @@ def make_tensor(
             if stats_acc is not None:
                 stats_acc.feed(elements)
             if on_ready is not None:
-                on_ready(elements)
+                on_ready(t, elements)
 
         pieces.fill_in_pieces_(flat, op, p1, p2, streams.seed, streams.draws, threads, ready, cancelled)
         streams.advance(draws_consumed(op, dtype, n))
@@ -164,7 +188,7 @@ def make_tensor(
             generation["slice"] = "cut"
         stats_acc = StatsAccumulator(t.reshape(-1)) if spec.with_stats else None
         if on_ready is not None:
-            on_ready(t.numel())
+            on_ready(t, t.numel())
     stats = None
     if stats_acc is not None:
         stats = {**stats_acc.result(spec.histogram_bins), **expected_fields(dist)}

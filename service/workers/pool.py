@@ -6,6 +6,7 @@ from service.engine.devices import available_devices, canonical, default_device,
 from service.errors import DeviceUnavailable
 from service.settings import Settings
 from service.workers.admission import Admission
+from service.workers.buffers import PinnedBuffers
 from service.workers.worker import DeviceWorker
 
 
@@ -20,6 +21,7 @@ class WorkerPool:
             )
         self.workers: dict[str, DeviceWorker] = {}
         self.admissions: dict[str, Admission] = {}
+        self.buffers: dict[str, PinnedBuffers] = {d: PinnedBuffers() for d in self.devices if d != "cpu"}
         for device in self.devices:
             memory = device_facts(device).get("memory_bytes")
             self.workers[device] = DeviceWorker(
@@ -36,11 +38,14 @@ class WorkerPool:
             raise DeviceUnavailable(requested, ["auto", *self.devices])
         return device
 
+    draining = False
+
     @property
     def ready(self) -> bool:
-        return all(w.alive for w in self.workers.values())
+        return not self.draining and all(w.alive for w in self.workers.values())
 
     def stop_accepting(self) -> None:
+        self.draining = True
         for worker in self.workers.values():
             worker.stop_accepting()
 

@@ -78,13 +78,18 @@ class DeviceWorker:
             job.started.set()
             try:
                 result = job.fn(*job.args)
-            except BaseException as exc:  # noqa: BLE001 - every failure goes back to its caller
+            except Exception as exc:  # noqa: BLE001 - every failure goes back to its caller
                 if _is_out_of_memory(exc):
                     self._free_device_memory()
-                    exc = DeviceOutOfMemory(f"{self.device} ran out of memory: {exc}", self.retry_after)
+                    exc = DeviceOutOfMemory(f"{self.device} ran out of memory ({exc}); retry shortly", self.retry_after)
                 job.loop.call_soon_threadsafe(_settle, job.future, None, exc)
-                if isinstance(exc, (SystemExit, KeyboardInterrupt)):
-                    raise
+            except BaseException:
+                # The thread is dying (SystemExit and the like): its caller gets a 503, never the
+                # exception itself, and the next submit starts a fresh thread.
+                job.loop.call_soon_threadsafe(
+                    _settle, job.future, None, WorkerDown(f"{self.device}'s worker died", self.retry_after)
+                )
+                raise
             else:
                 job.loop.call_soon_threadsafe(_settle, job.future, result, None)
 
@@ -92,8 +97,8 @@ class DeviceWorker:
         if self.device.startswith("cuda"):
             torch.cuda.empty_cache()
 
-    async def submit(self, fn: Callable[..., T], *args: Any) -> T:
-        """Queue ``fn(*args)`` on this device's thread and wait for its result."""
+    def enqueue(self, fn: Callable[..., T], *args: Any) -> _Job:
+        """Queue ``fn(*args)`` on this device's thread now; ``QueueFull`` if there is no room."""
         if not self._accepting:
             raise ShuttingDown("the server is shutting down; retry on another replica", self.retry_after)
         if not self.alive:
@@ -106,6 +111,11 @@ class DeviceWorker:
             raise QueueFull(
                 f"{self.device}'s queue is full ({self.queue_depth} jobs waiting; INITSVC_QUEUE_DEPTH)", self.retry_after
             ) from None
+        return job
+
+    async def wait(self, job: _Job) -> Any:
+        """The job's result; ``WorkerDown`` if it runs past ``job_timeout_s`` (the worker is then
+        replaced), and a cancelled wait skips the job if it has not started yet."""
         try:
             return await asyncio.wait_for(asyncio.shield(job.future), timeout=self.job_timeout_s)
         except asyncio.TimeoutError:
@@ -117,6 +127,10 @@ class DeviceWorker:
         except asyncio.CancelledError:
             job.future.cancel()  # the client went away: skip the job if it has not started
             raise
+
+    async def submit(self, fn: Callable[..., T], *args: Any) -> T:
+        """Queue ``fn(*args)`` on this device's thread and wait for its result."""
+        return await self.wait(self.enqueue(fn, *args))
 
     def _replace(self, why: str) -> None:
         """Abandon the current thread (it cannot be killed) and serve from a fresh one."""

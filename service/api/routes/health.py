@@ -20,5 +20,5 @@ async def healthz() -> dict[str, str]:
 async def readyz(pool: PoolDep) -> JSONResponse:
     """Readiness: every device worker is up and the server is accepting requests."""
     workers = {name: w.alive for name, w in pool.workers.items()}
-    ready = pool.ready and not getattr(pool, "draining", False)
+    ready = pool.ready
     return JSONResponse(status_code=200 if ready else 503, content={"ready": ready, "workers": workers})

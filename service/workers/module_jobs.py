@@ -1,0 +1,102 @@
+"""The module job a device worker runs: build the stack under the seeded global RNG, apply the
+overrides, and summarize each state_dict entry.
+
+Runs on the device's worker thread. Construction and overrides are the only draws, and both
+happen inside ``global_rng.seeded_global_rng`` (see there why and at what cost); stats run after
+the section is left. The tensors stay where they were made: the serving path sends CPU memory as
+it is and copies device memory out through its pinned buffers.
+
+Torch's warnings (an LSTM's dropout with one layer, a ``trunc_normal`` override far outside its
+window) are attached to the first tensor of the layer that raised them, or to the overridden
+parameter, so they reach ``provenance.warnings`` prefixed with that tensor's key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from service.engine.distributions import Distribution, describe
+from service.engine.global_rng import seeded_global_rng
+from service.engine.layers import LayerCall, build_sequential, default_distributions, state_entries
+from service.engine.maker import MadeTensor, TensorSpec, fill
+from service.engine.rng import DTYPES, compute_dtype
+from service.engine.stats import expected_fields, observe
+
+
+@dataclass(frozen=True)
+class OverrideCall:
+    """``nn.init.<scheme>_(param, **params)`` on the parameter with state_dict key ``param``."""
+
+    param: str
+    scheme: str
+    params: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ModuleJob:
+    layers: Sequence[LayerCall]
+    overrides: Sequence[OverrideCall]
+    seed: int
+    device: str
+    dtype: str
+    histogram_bins: int = 0
+    with_stats: bool = True
+    qr_threads: int = 1
+
+
+def _apply_overrides(module: torch.nn.Module, job: ModuleJob, streams: Any) -> dict[str, list[str]]:
+    parameters = dict(module.named_parameters())
+    warned: dict[str, list[str]] = {}
+    for o in job.overrides:
+        p = parameters[o.param]  # planning checked the key
+        spec = TensorSpec(name=o.param, shape=tuple(p.shape), scheme=o.scheme, params=o.params, dtype=job.dtype)
+        warned.setdefault(o.param, []).extend(fill(p.data, spec, streams, job.qr_threads))
+    return warned
+
+
+def run_module_job(job: ModuleJob) -> list[MadeTensor]:
+    device = torch.device(job.device)
+    with seeded_global_rng(job.seed, device) as streams:
+        module, layer_warnings = build_sequential(job.layers, device, DTYPES[job.dtype])
+        override_warnings = _apply_overrides(module, job, streams)
+    entries = state_entries(module)
+    state = module.state_dict()
+    defaults = default_distributions(module)
+    overridden = {o.param: o for o in job.overrides}  # the last override of a key decides its stats
+
+    first_of_layer: dict[str, str] = {}
+    for entry in entries:
+        first_of_layer.setdefault(entry.layer, entry.key)
+    fallback = entries[0].key if entries else None
+    warnings: dict[str, list[str]] = {key: list(found) for key, found in override_warnings.items()}
+    for layer, messages in layer_warnings.items():
+        key = first_of_layer.get(layer, fallback)
+        if key is not None:
+            warnings[key] = messages + warnings.get(key, [])
+
+    made = []
+    for entry in entries:
+        t = state[entry.key]
+        if entry.key in overridden:
+            o = overridden[entry.key]
+            scheme, params = o.scheme, dict(o.params)
+            dist: Distribution | None = describe(scheme, params, entry.shape)
+            work = compute_dtype(scheme, entry.dtype)
+        else:
+            scheme, dist = defaults.get(entry.key, ("default", None))
+            params, work = {}, entry.dtype
+        spec = TensorSpec(
+            name=entry.key, shape=entry.shape, scheme=scheme, params=params, dtype=entry.dtype,
+            histogram_bins=job.histogram_bins, with_stats=job.with_stats,
+        )
+        stats = None
+        if job.with_stats:
+            stats = {**observe(t, job.histogram_bins), **expected_fields(dist or Distribution(None))}
+        made.append(
+            MadeTensor(spec, t, stats, warnings.get(entry.key, []), work if work != entry.dtype else None)
+        )
+    return made

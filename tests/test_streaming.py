@@ -1,0 +1,73 @@
+"""Streamed bodies: header first, exact length, the same tensor bytes with and without stats."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+from safetensors.torch import load
+
+from service.codec.header import decode_header
+from tests.torch_reference import as_bytes, reference
+
+# 2^21 + 8 and 2^21 + 16 elements: above the parallel threshold, tails that are and are not
+# multiples of 16; and small ones that stay serial.
+CASES = [
+    pytest.param("uniform", [2**21 + 8], id="uniform-big-n%16=8"),
+    pytest.param("uniform", [1001], id="uniform-small"),
+    pytest.param("normal", [2**21 + 16], id="normal-big-n%16=0"),
+    pytest.param("normal", [2**21 + 9], id="normal-big-n%16=9"),
+    pytest.param("normal", [1001], id="normal-small"),
+    pytest.param("normal", [7], id="normal-under-16"),
+    pytest.param("trunc_normal", [3001], id="trunc-normal-not-streamable"),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16"])
+@pytest.mark.parametrize("scheme,shape", CASES)
+def test_stats_false_body_equals_the_stats_body_except_for_the_header(server, scheme, shape, dtype):
+    body = {"shape": shape, "init": {"scheme": scheme}, "seed": 21, "device": "cpu", "dtype": dtype}
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        with_stats = client.post("/v1/tensor", json=body)
+        without = client.post("/v1/tensor", json={**body, "stats": False})
+    assert with_stats.status_code == without.status_code == 200
+    for r in (with_stats, without):
+        assert int(r.headers["content-length"]) == len(r.content)
+    expected = as_bytes(reference(shape, scheme, {}, dtype, 21))
+    assert as_bytes(load(with_stats.content)["weight"]) == expected
+    assert as_bytes(load(without.content)["weight"]) == expected
+    meta_with, _, start_with = decode_header(with_stats.content)
+    meta_without, _, start_without = decode_header(without.content)
+    assert with_stats.content[start_with:] == without.content[start_without:]
+    assert "stats" in meta_with and "stats" not in meta_without
+    assert json.loads(meta_without["request"])["stats"] is False
+
+
+def test_streamed_tensors_request_equals_the_whole_one(server):
+    entries = [
+        {"name": "a", "shape": [2**21 + 5], "init": {"scheme": "normal"}},
+        {"name": "b", "shape": [33, 3], "init": {"scheme": "xavier_uniform"}, "dtype": "float16"},
+        {"name": "c", "shape": [2**21], "init": {"scheme": "uniform"}},
+    ]
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        full = client.post("/v1/tensors", json={"seed": 1, "device": "cpu", "tensors": entries})
+        streamed = client.post("/v1/tensors", json={"seed": 1, "device": "cpu", "tensors": entries, "stats": False})
+    a, b = load(full.content), load(streamed.content)
+    assert all(as_bytes(a[k]) == as_bytes(b[k]) for k in a)
+
+
+def test_stats_false_is_accepted_in_the_query_string(http):
+    r = http.get("/v1/tensor", params={"shape": "64,64", "scheme": "normal", "seed": "1", "stats": "false", "device": "cpu"})
+    assert r.status_code == 200 and "stats" not in decode_header(r.content)[0]
+
+
+def test_body_arrives_in_pieces_with_the_header_first(server):
+    body = {"shape": [2**22], "init": {"scheme": "uniform"}, "seed": 0, "device": "cpu", "stats": False}
+    with httpx.Client(base_url=server.url, timeout=60) as client, client.stream("POST", "/v1/tensor", json=body) as r:
+        chunks = list(r.iter_raw())
+    assert len(chunks) > 1
+    data = b"".join(chunks)
+    assert len(data) == int(r.headers["content-length"])
+    _, tensors, start = decode_header(data)
+    assert tensors["weight"]["data_offsets"] == [0, 4 * 2**22] and len(data) - start == 4 * 2**22
