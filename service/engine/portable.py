@@ -33,7 +33,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from service.portable.generate import MAX_ATTEMPTS, MAX_SEED, MAX_TID, Block, iter_blocks, normalize_slice
+from service.portable.generate import MAX_SEED, MAX_TID, Block, iter_blocks, normalize_slice
 from service.portable.philox import M0, M1, MASK32, ROUNDS, W0, W1, split_seed
 from service.portable.recipes import PortablePlan, PortableRecipeError, resolve_recipe
 from service.portable.transforms import (
@@ -42,6 +42,7 @@ from service.portable.transforms import (
     AS241_C,
     AS241_D,
     CENTRAL_R0,
+    MAX_ATTEMPTS,
     LN2,
     LN_SERIES,
     SPLIT,
@@ -50,9 +51,10 @@ from service.portable.transforms import (
     TWO_M24,
     TWO_M33,
     TWO_P33,
+    attempts_per_pass,
 )
 
-CHUNK = 1 << 20
+CHUNK = 1 << 18  # elements per pass: about 24 MiB of scratch
 DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
 
@@ -88,9 +90,10 @@ def portable_fill(
     if out.numel() == 0:
         return out
     flat = out.view(-1)
-    stream = _Stream(seed, tid, device)
+    ws = _Work(min(CHUNK, out.numel()), device)
+    stream = _Stream(seed, tid, device, ws)
     for block in iter_blocks(shape, bounds, CHUNK):
-        x = _values(plan, stream, block)
+        x = _values(plan, stream, block, ws)
         dst = flat[block.pos : block.pos + block.count]
         dst.copy_(x if dtype == torch.float64 else x.to(torch.float32).to(dtype))
     if plan.family == "sparse":
@@ -98,34 +101,74 @@ def portable_fill(
     return out
 
 
+class _Work:
+    """Scratch tensors for one chunk, reused: fresh multi-MiB temporaries for every op cost
+    more in page faults than the arithmetic (every step below writes with ``out=``)."""
+
+    def __init__(self, capacity: int, device: torch.device) -> None:
+        self.capacity = capacity
+        counters = (capacity >> 2) + 2
+        i64 = dict(dtype=torch.int64, device=device)
+        f64 = dict(dtype=torch.float64, device=device)
+        self.c = [torch.empty(counters, **i64) for _ in range(6)]  # c0..c3, p0, p1
+        self.words = torch.empty(counters, 4, **i64)
+        self.n, self.q, self.r, self.acc, self.den, self.f, self.g, self.t, self.x = (
+            torch.empty(capacity, **f64) for _ in range(9)
+        )
+        self.ex = torch.empty(capacity, dtype=torch.int32, device=device)
+        self.negative, self.central, self.big = (
+            torch.empty(capacity, dtype=torch.bool, device=device) for _ in range(3)
+        )
+
+
+def philox4x32(
+    c0: torch.Tensor, c1: torch.Tensor, c2, c3, k0: int, k1: int, ws: _Work | None = None
+) -> torch.Tensor:
+    """Philox4x32-10 on int64 lanes holding 32-bit values (``c2``, ``c3`` may be ints):
+    int64 words of shape (n, 4), in ``ws``'s buffers when given."""
+    m = c0.shape[0]
+    if ws is None or ws.c[0].shape[0] < m:
+        lanes = [torch.empty(m, dtype=torch.int64, device=c0.device) for _ in range(6)]
+        words = torch.empty(m, 4, dtype=torch.int64, device=c0.device)
+    else:
+        lanes, words = [b[:m] for b in ws.c], ws.words[:m]
+    x0, x1, x2, x3, p0, p1 = lanes
+    x0.copy_(c0)
+    x1.copy_(c1)
+    x2.copy_(c2) if isinstance(c2, torch.Tensor) else x2.fill_(c2)
+    x3.copy_(c3) if isinstance(c3, torch.Tensor) else x3.fill_(c3)
+    for r in range(ROUNDS):
+        key0, key1 = (k0 + r * W0) & MASK32, (k1 + r * W1) & MASK32
+        torch.mul(x0, M0, out=p0)  # hi0:lo0, wrapping mod 2^64
+        torch.mul(x2, M1, out=p1)  # hi1:lo1
+        torch.bitwise_right_shift(p1, 32, out=x2)  # new c0 = hi1 ^ c1 ^ k0, in x2
+        x2.bitwise_and_(MASK32).bitwise_xor_(x1).bitwise_xor_(key0)
+        torch.bitwise_and(p1, MASK32, out=x1)  # new c1 = lo1
+        torch.bitwise_right_shift(p0, 32, out=x0)  # new c2 = hi0 ^ c3 ^ k1, in x0
+        x0.bitwise_and_(MASK32).bitwise_xor_(x3).bitwise_xor_(key1)
+        torch.bitwise_and(p0, MASK32, out=x3)  # new c3 = lo0
+        x0, x2 = x2, x0
+    for col, lane in enumerate((x0, x1, x2, x3)):
+        words[:, col] = lane
+    return words
+
+
 class _Stream:
     """Philox words of one (seed, tid) on one device, as int64 tensors holding 32-bit values."""
 
-    def __init__(self, seed: int, tid: int, device: torch.device) -> None:
-        k0, k1 = split_seed(seed)
-        self.keys = [((k0 + r * W0) & MASK32, (k1 + r * W1) & MASK32) for r in range(ROUNDS)]
+    def __init__(self, seed: int, tid: int, device: torch.device, ws: _Work) -> None:
+        self.k0, self.k1 = split_seed(seed)
         self.tid = tid
         self.device = device
+        self.ws = ws
 
-    def counters(self, j: torch.Tensor, k: int) -> torch.Tensor:
-        """Philox4x32-10 of counters ``(j lo, j hi, tid, k)``: int64 words of shape (n, 4)."""
-        c0 = j & MASK32
-        c1 = j >> 32
-        c2 = torch.full_like(j, self.tid)
-        c3 = torch.full_like(j, k)
-        for key0, key1 in self.keys:
-            p0 = c0 * M0  # wraps mod 2^64
-            p1 = c2 * M1
-            c0, c1, c2, c3 = (
-                ((p1 >> 32) & MASK32) ^ c1 ^ key0,
-                p1 & MASK32,
-                ((p0 >> 32) & MASK32) ^ c3 ^ key1,
-                p0 & MASK32,
-            )
-        return torch.stack((c0, c1, c2, c3), dim=1)
+    def counters(self, j: torch.Tensor, k) -> torch.Tensor:
+        """Words of counters ``(j lo, j hi, tid, k)`` (``k`` an int or a tensor): (n, 4)."""
+        return philox4x32(j & MASK32, j >> 32, self.tid, k, self.k0, self.k1, self.ws)
 
     def words_range(self, start: int, count: int, k: int) -> torch.Tensor:
-        j = torch.arange(start >> 2, ((start + count - 1) >> 2) + 1, dtype=torch.int64, device=self.device)
+        j0, j1 = start >> 2, ((start + count - 1) >> 2) + 1
+        j = torch.arange(j0, j1, dtype=torch.int64, device=self.device)
         off = start & 3
         return self.counters(j, k).reshape(-1)[off : off + count]
 
@@ -133,6 +176,14 @@ class _Stream:
         """Words at int64 flat ``index``; neighbours sharing a counter share its computation."""
         uj, row = torch.unique_consecutive(index >> 2, return_inverse=True)
         return self.counters(uj, k)[row, index & 3]
+
+    def words_attempts(self, index: torch.Tensor, k: int, attempts: int) -> torch.Tensor:
+        """Words of attempts ``k .. k+attempts−1`` at ``index``: (len(index), attempts)."""
+        j = torch.repeat_interleave(index >> 2, attempts)
+        kk = torch.arange(k, k + attempts, dtype=torch.int64, device=self.device).repeat(index.shape[0])
+        lane = torch.repeat_interleave(index & 3, attempts)
+        w = self.counters(j, kk)
+        return w[torch.arange(w.shape[0], device=self.device), lane].reshape(index.shape[0], attempts)
 
     def block_words(self, block: Block, k: int) -> torch.Tensor:
         if block.index is None:
@@ -143,8 +194,9 @@ class _Stream:
         return torch.from_numpy(block.index.astype(np.int64)).to(self.device)
 
 
-def _horner(coef: tuple[float, ...], r: torch.Tensor) -> torch.Tensor:
-    acc = r * coef[-1]
+def _horner(coef: tuple[float, ...], r: torch.Tensor, acc: torch.Tensor) -> torch.Tensor:
+    """``acc = coef[-1]; acc = acc*r + coef[i]`` down to ``coef[0]``, each op rounded."""
+    torch.mul(r, coef[-1], out=acc)
     acc.add_(coef[-2])
     for c in reversed(coef[:-2]):
         acc.mul_(r).add_(c)
@@ -160,53 +212,105 @@ def _sqrt_(x: torch.Tensor) -> torch.Tensor:
     return x.sqrt_()
 
 
-def uniform_from_words(w: torch.Tensor) -> torch.Tensor:
-    """``(w >> 8) * 2^-24`` in float64 (exact)."""
-    return (w >> 8).to(torch.float64).mul_(TWO_M24)
+def uniform_from_words(w: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``(w >> 8) * 2^-24`` in float64 (exact), into ``out``."""
+    out.copy_(w >> 8)
+    return out.mul_(TWO_M24)
 
 
-def normal_from_words(w: torch.Tensor) -> torch.Tensor:
-    """AS241 inverse CDF at ``(2w + 1) * 2^-33``, float64; the numpy core's steps, op for op."""
-    n = w.to(torch.float64).mul_(2.0).add_(1.0)
-    q = (n * TWO_M33).sub_(0.5)
-    negative = q < 0.0
-    central = q.abs() <= SPLIT
+def normal_from_words(
+    w: torch.Tensor, out: torch.Tensor, ws: _Work | None = None, gather_tail: bool | None = None
+) -> torch.Tensor:
+    """AS241 inverse CDF at ``(2w + 1) * 2^-33``, float64; the numpy core's steps, op for op.
 
-    r = torch.rsub(q * q, CENTRAL_R0)  # 0.180625 - q*q
-    num = _horner(AS241_A, r).mul_(q)
-    x = num.div_(_horner(AS241_B, r))
+    With ``gather_tail`` (the default on CPU) the tail runs on its own ~15% of lanes; without
+    it (the default on CUDA) both regions run on every lane and ``where`` picks (no
+    data-dependent shapes, so no device sync). Both give the same bits.
+    """
+    k = w.shape[0]
+    if ws is None or ws.capacity < k:
+        ws = _Work(k, w.device)
+    n, q, r, acc, den = ws.n[:k], ws.q[:k], ws.r[:k], ws.acc[:k], ws.den[:k]
+    negative, central = ws.negative[:k], ws.central[:k]
+    n.copy_(w).mul_(2.0).add_(1.0)  # 2w + 1, exact
+    torch.mul(n, TWO_M33, out=q).sub_(0.5)  # q = p - 0.5, exact
+    torch.lt(q, 0.0, out=negative)
+    torch.abs(q, out=r)
+    torch.le(r, SPLIT, out=central)
 
-    m = torch.where(negative, n, torch.rsub(n, TWO_P33))
-    rt = _sqrt_(_log_ratio(m).neg_()).sub_(TAIL_SHIFT)
-    xt = _horner(AS241_C, rt).div_(_horner(AS241_D, rt))
-    xt = torch.where(negative, xt.neg(), xt)
-    return torch.where(central, x, xt)
+    torch.mul(q, q, out=r)
+    r.neg_().add_(CENTRAL_R0)  # 0.180625 - q*q (x - y is exactly x + (-y))
+    _horner(AS241_A, r, acc).mul_(q)  # q*A(r)
+    torch.div(acc, _horner(AS241_B, r, den), out=out)
+
+    if gather_tail is None:
+        gather_tail = out.device.type == "cpu"
+    if gather_tail:
+        idx = torch.nonzero(torch.logical_not(central)).flatten()
+        t = idx.numel()
+        if t:
+            nt = torch.index_select(n, 0, idx, out=q[:t])  # q is free now
+            xt = _tail(nt, torch.index_select(negative, 0, idx), ws, t)
+            out.index_copy_(0, idx, xt)
+        return out
+    xt = _tail(n, negative, ws, k)  # every lane, picked by where: no data-dependent shapes
+    torch.where(central, out, xt, out=out)
+    return out
 
 
-def _log_ratio(m: torch.Tensor) -> torch.Tensor:
-    """ln(m * 2^-33) as the numpy core's ``log_ratio``: frexp, a SQRT2 fold, atanh series."""
-    f, ex = torch.frexp(m)
+def _tail(n: torch.Tensor, negative: torch.Tensor, ws: _Work, k: int) -> torch.Tensor:
+    """C(r)/D(r) with r = sqrt(-ln(m * 2^-33)) - 1.6, m = n if q < 0 else 2^33 - n; negated
+    where q < 0. Returns a view of ``ws.den``."""
+    m = ws.r[:k]
+    torch.neg(n, out=m).add_(TWO_P33)
+    torch.where(negative, n, m, out=m)
+    rt = _sqrt_(_log_ratio(m, ws, k).neg_()).sub_(TAIL_SHIFT)  # in ws.t
+    acc, den = ws.acc[:k], ws.den[:k]
+    cnum = _horner(AS241_C, rt, acc)
+    xt = torch.div(cnum, _horner(AS241_D, rt, den), out=acc)
+    return _neg_where(xt, negative, den)  # -x where q < 0
+
+
+def _neg_where(x: torch.Tensor, mask: torch.Tensor, scratch: torch.Tensor) -> torch.Tensor:
+    torch.neg(x, out=scratch)
+    return torch.where(mask, scratch, x, out=scratch)
+
+
+def _log_ratio(m: torch.Tensor, ws: _Work, k: int) -> torch.Tensor:
+    """ln(m * 2^-33) as the numpy core's ``log_ratio``: frexp, a SQRT2 fold, atanh series.
+
+    Uses ``ws.f``, ``ws.g``, ``ws.ex``, ``ws.big``; the result is in ``ws.t``.
+    """
+    f, g, t, ex, big = ws.f[:k], ws.g[:k], ws.t[:k], ws.ex[:k], ws.big[:k]
+    torch.frexp(m, out=(f, ex))  # m = f * 2^ex, f in [0.5, 1): e = ex - 1, m*2^-e = 2f
     f.mul_(2.0)
-    big = f > SQRT2
-    f = torch.where(big, f * 0.5, f)
-    e = (ex.to(torch.int64) - 34 + big.to(torch.int64)).to(torch.float64)  # e - 33, exact
-    s = (f - 1.0).div_(f + 1.0)
-    g = _horner(LN_SERIES, s * s).mul_(s)
-    return e.mul_(LN2).add_(g)
+    torch.gt(f, SQRT2, out=big)
+    torch.mul(f, 0.5, out=g)
+    torch.where(big, g, f, out=f)
+    ex.sub_(34).add_(big)  # e - 33
+    torch.sub(f, 1.0, out=g)
+    f.add_(1.0)
+    s = g.div_(f)  # s = (f-1)/(f+1)
+    torch.mul(s, s, out=f)
+    _horner(LN_SERIES, f, t).mul_(s)  # G(s*s)*s
+    f.copy_(ex)  # e - 33 as float64, exact
+    return t.add_(f.mul_(LN2))
 
 
-def _values(plan: PortablePlan, stream: _Stream, block: Block) -> torch.Tensor:
-    """float64 values of one block."""
+def _values(plan: PortablePlan, stream: _Stream, block: Block, ws: _Work) -> torch.Tensor:
+    """float64 values of one block, in ``ws.x``."""
+    x = ws.x[: block.count]
     w = stream.block_words(block, 0)
     if plan.family == "uniform":
-        return uniform_from_words(w).mul_(plan.high - plan.low).add_(plan.low)
-    x = normal_from_words(w)
+        return uniform_from_words(w, x).mul_(plan.high - plan.low).add_(plan.low)
+    normal_from_words(w, x, ws)
     if plan.family == "truncated":
         _reject(plan, stream, block, x)
     return x.mul_(plan.std).add_(plan.mean)
 
 
 def _reject(plan: PortablePlan, stream: _Stream, block: Block, x: torch.Tensor) -> None:
+    """The numpy core's rejection: attempts k = 1, 2, … per element, several a pass."""
     alpha, beta = plan.alpha, plan.beta
     pending = torch.nonzero((x < alpha) | (x > beta)).flatten()
     if pending.numel() == 0:
@@ -220,17 +324,23 @@ def _reject(plan: PortablePlan, stream: _Stream, block: Block, x: torch.Tensor) 
     k = 1
     while pending.numel():
         if k >= MAX_ATTEMPTS:
-            raise RuntimeError(f"{pending.numel()} elements rejected {MAX_ATTEMPTS} times")
-        xk = normal_from_words(stream.words_at(index_of(pending), k))
+            raise RuntimeError(f"{pending.numel()} elements rejected {MAX_ATTEMPTS - 1} times")
+        batch = attempts_per_pass(pending.numel(), plan.probability, MAX_ATTEMPTS - k)
+        w = stream.words_attempts(index_of(pending), k, batch)
+        xk = torch.empty(w.numel(), dtype=torch.float64, device=x.device)
+        xk = normal_from_words(w.reshape(-1), xk, stream.ws).reshape(w.shape)
         ok = (xk >= alpha) & (xk <= beta)
-        x[pending[ok]] = xk[ok]
-        pending = pending[~ok]
-        k += 1
+        hit = ok.any(dim=1)
+        first = ok.to(torch.uint8).argmax(dim=1)
+        rows = torch.nonzero(hit).flatten()
+        x[pending[rows]] = xk[rows, first[rows]]
+        pending = pending[~hit]
+        k += batch
 
 
 def _zero_sparse(plan: PortablePlan, stream: _Stream, shape, bounds, out: torch.Tensor) -> None:
     """Zeros of ``sparse``: per column the ``num_zeros`` smallest attempt-1 words, ties to the
-    smaller row (a stable sort), as ``service.portable.generate.sparse_zero_mask``."""
+    smaller row (a stable sort), as ``service.portable.transforms.sparse_zero_mask``."""
     rows, cols = shape
     (r0, r1), (c0, c1) = bounds
     nz = plan.num_zeros
