@@ -18,6 +18,12 @@ from service.engine.devices import base_provenance, mkl_cbwr
 from service.engine.maker import TensorSpec
 from service.engine.rng import compute_dtype, draw_seed
 from service.errors import LimitExceeded, Problem, RecipeError
+from service.portable import (
+    PortableError,
+    PortableUnsupportedError,
+    PortableWindowError,
+    resolve_recipe,
+)
 from service.schemas.recipes import recipe_params
 from service.schemas.requests import TensorRequest, TensorsRequest
 from service.settings import Settings
@@ -105,23 +111,39 @@ def scheme_provenance(scheme: str, dtype: str, settings: Settings) -> dict[str, 
     return extra
 
 
-def check_common(histogram_bins: int, rng: str, settings: Settings) -> None:
+def check_common(histogram_bins: int, settings: Settings) -> None:
     if histogram_bins > settings.max_histogram_bins:
         raise RecipeError.at(
             ("histogram_bins",),
             f"histogram_bins must be at most {settings.max_histogram_bins}; got {histogram_bins}",
         )
-    if rng != "torch":
-        raise RecipeError.at(("rng",), f"rng {rng!r} is not served by this server yet; use 'torch'")
 
 
-def build_spec(entry, dtype: str, histogram_bins: int, with_stats: bool, settings: Settings) -> TensorSpec:
+def check_portable(scheme: str, params: dict[str, Any], shape: tuple[int, ...]) -> None:
+    """What portable-v1 cannot make (``orthogonal``; a truncation window under 1e-4) is a 422."""
+    try:
+        resolve_recipe({"scheme": scheme, **params}, shape)
+    except PortableUnsupportedError:
+        raise RecipeError.at(
+            ("rng",), f"rng 'portable-v1' does not cover {scheme} in v1; use rng 'torch' for it"
+        ) from None
+    except PortableWindowError as exc:
+        raise RecipeError.at(("init", "b"), str(exc)) from None
+    except PortableError as exc:
+        raise RecipeError.at(("init",), str(exc)) from None
+
+
+def build_spec(
+    entry, dtype: str, histogram_bins: int, with_stats: bool, settings: Settings, rng: str = "torch", tid: int = 0
+) -> TensorSpec:
     """A checked ``TensorSpec`` from a request entry (anything with shape, init, name, slice)."""
     shape = check_shape(entry.shape, settings)
     bounds = check_slice(entry.slice, shape)
     check_size(shape, dtype, settings.max_elements)
     params = recipe_params(entry.init)
     check_recipe(entry.init.scheme, params, shape, dtype)
+    if rng == "portable-v1":
+        check_portable(entry.init.scheme, params, shape)
     return TensorSpec(
         name=entry.name,
         shape=shape,
@@ -131,6 +153,8 @@ def build_spec(entry, dtype: str, histogram_bins: int, with_stats: bool, setting
         histogram_bins=histogram_bins,
         with_stats=with_stats,
         slice=bounds,
+        rng=rng,
+        tid=tid,
     )
 
 
@@ -153,9 +177,9 @@ def specs_provenance(specs: list[TensorSpec], settings: Settings) -> dict[str, A
 
 
 def plan_tensor(req: TensorRequest, settings: Settings, pool: WorkerPool) -> Plan:
-    check_common(req.histogram_bins, req.rng, settings)
+    check_common(req.histogram_bins, settings)
     device = pool.resolve(req.device)
-    spec = build_spec(req, req.dtype, req.histogram_bins, req.stats, settings)
+    spec = build_spec(req, req.dtype, req.histogram_bins, req.stats, settings, req.rng)
     nbytes = output_bytes(spec)
     check_request_bytes(nbytes, settings)
     seed = req.seed if req.seed is not None else draw_seed()
@@ -184,7 +208,7 @@ def _within(prefix: tuple, exc: RecipeError) -> RecipeError:
 
 def plan_tensors(req: TensorsRequest, settings: Settings, pool: WorkerPool) -> Plan:
     """``/v1/tensors``: one shared stream in list order; entries with their own seed get their own."""
-    check_common(req.histogram_bins, req.rng, settings)
+    check_common(req.histogram_bins, settings)
     if len(req.tensors) > settings.max_tensors:
         raise LimitExceeded(
             f"the request has {len(req.tensors)} tensors", len(req.tensors), settings.max_tensors, "INITSVC_MAX_TENSORS"
@@ -201,8 +225,9 @@ def plan_tensors(req: TensorsRequest, settings: Settings, pool: WorkerPool) -> P
     for i, entry in enumerate(req.tensors):
         bins = req.histogram_bins if entry.histogram_bins is None else entry.histogram_bins
         try:
-            check_common(bins, "torch", settings)
-            specs.append(build_spec(entry, entry.dtype or req.dtype, bins, req.stats, settings))
+            check_common(bins, settings)
+            tid = 0 if entry.seed is not None else i  # an own seed is its own stream: tid 0 under it
+            specs.append(build_spec(entry, entry.dtype or req.dtype, bins, req.stats, settings, req.rng, tid))
         except RecipeError as exc:
             raise _within(("tensors", i), exc) from None
     nbytes = sum(output_bytes(s) for s in specs)

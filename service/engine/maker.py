@@ -19,7 +19,8 @@ import torch
 from service.engine import chunked, pieces
 from service.engine.distributions import Distribution, describe
 from service.engine.draws import BLOCK, draws_consumed
-from service.engine.rng import DTYPES, Streams, compute_dtype
+from service.engine.portable import portable_fill
+from service.engine.rng import DTYPES, Streams, compute_dtype, open_streams
 from service.engine.schemes import SCHEMES
 from service.engine.stats import StatsAccumulator, expected_fields
 
@@ -57,6 +58,8 @@ class TensorSpec:
     with_stats: bool = True
     # [start, stop) per dimension: the answer is full[start0:stop0, ...]; fans come from ``shape``.
     slice: tuple[tuple[int, int], ...] | None = None
+    rng: str = "torch"  # or "portable-v1" (SPEC §3.1), drawn from (seed, tid) alone
+    tid: int = 0
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,8 @@ def make_tensor(
     dist = describe(spec.scheme, spec.params, spec.shape)
     dtype = DTYPES[spec.dtype]
     n = math.prod(spec.shape)
+    if spec.rng == "portable-v1":
+        return _make_portable(spec, dist, streams.seed, device, on_ready)
     op = dist.draw[0] if dist.draw is not None else None
     fast = (
         device.type == "cpu"
@@ -194,3 +199,24 @@ def make_tensor(
         stats = {**stats_acc.result(spec.histogram_bins), **expected_fields(dist)}
     work = compute_dtype(spec.scheme, spec.dtype)
     return MadeTensor(spec, t, stats, messages, work if work != spec.dtype else None, generation)
+
+
+def _make_portable(
+    spec: TensorSpec, dist: Distribution, seed: int, device: torch.device, on_ready: ReadyCallback | None
+) -> MadeTensor:
+    """portable-v1: every element from (seed, tid, index) alone, so a slice is made directly; the
+    deterministic schemes draw nothing and are torch's own fills."""
+    recipe = {"scheme": spec.scheme, **spec.params}
+    t = portable_fill(spec.shape, recipe, seed, spec.tid, DTYPES[spec.dtype], device, spec.slice)
+    messages: list[str] = []
+    if t is None:
+        full = torch.empty(spec.shape, dtype=DTYPES[spec.dtype], device=device)
+        messages = fill(full, spec, open_streams(seed, device))
+        t = cut(full, spec.slice)
+    if on_ready is not None:
+        on_ready(t, t.numel())
+    stats = None
+    if spec.with_stats:
+        stats = {**StatsAccumulator(t.reshape(-1)).result(spec.histogram_bins), **expected_fields(dist)}
+    generation = {"tid": spec.tid, **({"slice": "direct"} if spec.slice is not None else {})}
+    return MadeTensor(spec, t, stats, messages, None, generation)
