@@ -30,6 +30,7 @@ SAFETENSORS_DTYPES: dict[str, str] = {
     "bfloat16": "BF16",
     "float32": "F32",
     "float64": "F64",
+    "int64": "I64",  # buffers such as BatchNorm's num_batches_tracked (/v1/module)
 }
 
 # Schemes whose torch implementation cannot run in reduced precision (LAPACK's QR has no

@@ -2,6 +2,160 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import functools
+import math
+import re
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from service.api.deps import PoolDep, SettingsDep
+from service.api.handlers import ERROR_RESPONSES
+from service.api.module_planning import plan_module
+from service.api.routes.tensors import BINARY_RESPONSE
+from service.api.serving import answer
+from service.engine.layers import LayerCall, PARAMETER_FREE, default_distributions, meta_layer, state_entries
+from service.engine.rng import DTYPES
+from service.engine.stats import expected_fields
+from service.errors import LimitExceeded
+from service.schemas.layers import LAYER_MODELS
+from service.schemas.modules import ModuleRequest
 
 router = APIRouter(prefix="/v1", tags=["modules"])
+
+_INT = re.compile(r"^[+-]?[0-9]+$")
+_NUMBER = re.compile(r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$")
+_WORDS = {"true": True, "false": False, "null": None}
+
+
+@router.post("/module", responses={**BINARY_RESPONSE, **ERROR_RESPONSES}, response_class=Response)
+async def post_module(body: ModuleRequest, request: Request, settings: SettingsDep, pool: PoolDep) -> Response:
+    """The `state_dict` (parameters and buffers) of a stack of `torch.nn` layers with PyTorch's default init:
+    the bytes of `torch.manual_seed(seed); m = nn.Sequential(...)` built on that device in that dtype, then each
+    override `nn.init.<scheme>_(param)` in order from the same global stream. It loads with
+    `m.load_state_dict(..., strict=True)`.
+
+    `layers` is a list (keys `0.weight`, ...) or an object of named layers (keys `<name>.weight`, ...); each is
+    `{"type": <class>, ...its constructor's keyword arguments}` (see `GET /v1/layers`). `rng: "portable-v1"` is a
+    422: portable mode does not cover modules in v1. Per-tensor stats compare each entry with the distribution
+    its layer's `reset_parameters` draws from (or the override's). Buffers such as BatchNorm's
+    `num_batches_tracked` keep their own dtype (int64).
+    \f
+    Planning builds the stack on `meta` (no memory, no draws) to check names, limits and overrides before the
+    job is admitted; it runs in the threadpool so a long stack never blocks the event loop."""
+    plan = await run_in_threadpool(plan_module, body, settings, pool)
+    return await answer(request, plan, pool)
+
+
+def _query_error(loc: tuple, msg: str, type_: str = "value_error") -> RequestValidationError:
+    return RequestValidationError([{"loc": ("query", *loc), "msg": msg, "type": type_}])
+
+
+def _token(text: str) -> Any:
+    """Text as the JSON value it spells: integers, decimal numbers, true/false/null; else the text."""
+    text = text.strip()
+    if _INT.match(text):
+        return int(text)
+    if _NUMBER.match(text):
+        return float(text)
+    return _WORDS.get(text, text)
+
+
+def _layer_from_query(pairs: list[tuple[str, str]]) -> tuple[Any, str]:
+    """``type=Conv2d&in_channels=3&kernel_size=3,3`` → the validated layer model and the dtype."""
+    raw: dict[str, str] = {}
+    for key, value in pairs:
+        if key in raw:
+            raise _query_error((key,), f"{key} is given more than once")
+        raw[key] = value
+    kind = raw.pop("type", None)
+    if kind is None:
+        raise _query_error(("type",), f"type is required to describe a layer; one of: {', '.join(LAYER_MODELS)}", "missing")
+    model = LAYER_MODELS.get(kind)
+    if model is None:
+        raise _query_error(("type",), f"type must be one of: {', '.join(LAYER_MODELS)}; got {kind!r}", "literal_error")
+    dtype = raw.pop("dtype", "float32")
+    if dtype not in DTYPES:
+        raise _query_error(("dtype",), f"dtype must be one of: {', '.join(DTYPES)}; got {dtype!r}", "literal_error")
+    body: dict[str, Any] = {"type": kind}
+    for key, text in raw.items():
+        body[key] = [_token(t) for t in text.split(",")] if "," in text else _token(text)
+    try:
+        return model.model_validate(body), dtype
+    except ValidationError as exc:
+        errors = [{"loc": ("query", *e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        raise RequestValidationError(errors) from None
+
+
+def _arguments(model: Any) -> list[dict[str, Any]]:
+    schema = model.model_json_schema()
+    required = set(schema.get("required", []))
+    listed = []
+    for name, prop in schema.get("properties", {}).items():
+        if name == "type":
+            continue
+        entry = {k: v for k, v in prop.items() if k != "title"}
+        entry.update(name=name, required=name in required)
+        listed.append(entry)
+    return listed
+
+
+@functools.cache
+def _catalog() -> dict[str, Any]:
+    return {
+        "layers": {
+            name: {
+                "torch": f"torch.nn.{name}",
+                "description": (model.__doc__ or "").strip(),
+                "has_state": name not in PARAMETER_FREE,
+                "arguments": _arguments(model),
+            }
+            for name, model in LAYER_MODELS.items()
+        },
+        "dtypes": list(DTYPES),
+    }
+
+
+def _describe_layer(layer: Any, dtype: str, max_elements: int) -> dict[str, Any]:
+    largest = layer.largest_elements()
+    if largest > max_elements:
+        raise LimitExceeded(f"this {layer.type} would have a tensor of {largest} elements", largest, max_elements, "INITSVC_MAX_ELEMENTS")
+    module = meta_layer(LayerCall("layer", layer.type, layer.arguments()), DTYPES[dtype])
+    defaults = default_distributions(module)
+    entries = []
+    for e in state_entries(module):
+        scheme, dist = defaults.get(e.key, ("default", None))
+        init = {"scheme": scheme, **expected_fields(dist)} if dist is not None else None
+        entries.append({"key": e.key, "shape": list(e.shape), "dtype": e.dtype, "kind": "parameter" if e.parameter else "buffer", "default_init": init})
+    return {
+        "type": layer.type,
+        "arguments": layer.model_dump(mode="json", exclude={"type"}),
+        "dtype": dtype,
+        "state_dict": entries,
+        "elements": sum(math.prod(e["shape"]) for e in entries),
+    }
+
+
+@router.get("/layers", responses={422: ERROR_RESPONSES[422], 413: ERROR_RESPONSES[413]})
+async def list_layers(request: Request, settings: SettingsDep) -> dict[str, Any]:
+    """The layer types `POST /v1/module` accepts, with their arguments.
+
+    Without parameters: every supported type (its torch class, description, and each constructor argument with
+    its JSON type, default and whether it is required), taken from the same Pydantic models that validate
+    `/v1/module` bodies, so the catalog cannot drift from what is accepted. Layers are built only from this fixed
+    list; nothing in a request is imported or looked up by name.
+
+    With `type` and the layer's arguments as query parameters, e.g. `?type=Linear&in_features=3&out_features=4`
+    (optional `dtype`, default `float32`): the state_dict that layer would produce — each key, shape, dtype,
+    whether it is a parameter or a buffer, and the default init torch gives it with what `stats.expected` would
+    report — computed by building the layer on torch's `meta` device (no memory is allocated, nothing is drawn).
+    Values are read as JSON would spell them: `3`, `1e-5`, `true`, `null`; a list is comma-separated
+    (`kernel_size=3,5`). The same validation as the POST body applies: a bad argument is a 422 naming it."""
+    pairs = list(request.query_params.multi_items())
+    if not pairs:
+        return _catalog()
+    layer, dtype = _layer_from_query(pairs)
+    return await run_in_threadpool(_describe_layer, layer, dtype, settings.max_elements)
