@@ -61,6 +61,7 @@ async def answer(request: Request, plan: Plan, pool: WorkerPool, cache_control: 
             job_future = asyncio.ensure_future(worker.wait(job))
             job_future.add_done_callback(_report_late_failure(segments))
             await _started(segments, job_future)
+            _count(request, plan.job.specs)
             provenance = provenance_with_outcome(plan.provenance, [])
             return safetensors_response(request, plan.outputs, plan.request, provenance, headers, slot, segments)
         made = await worker.submit(plan.run, plan.job)
@@ -68,8 +69,7 @@ async def answer(request: Request, plan: Plan, pool: WorkerPool, cache_control: 
         segments.cancel()
         slot.release()
         raise
-    if (metrics := getattr(request.app.state, "metrics", None)) is not None:
-        metrics.tensors_made(made)
+    _count(request, made)
     provenance = provenance_with_outcome(plan.provenance, made)
     if as_json:
         slot.release()
@@ -78,6 +78,12 @@ async def answer(request: Request, plan: Plan, pool: WorkerPool, cache_control: 
     if request.method != "HEAD":
         deliver([m.tensor for m in made], segments, buffers)
     return safetensors_response(request, made, plan.request, provenance, headers, slot, segments)
+
+
+def _count(request: Request, tensors) -> None:
+    """Tensors made, by scheme, for /metrics (when the app has metrics)."""
+    if (metrics := getattr(request.app.state, "metrics", None)) is not None:
+        metrics.tensors_made(tensors)
 
 
 def _report_late_failure(segments: Segments):

@@ -149,14 +149,16 @@ def make_tensor(
     if spec.rng == "portable-v1":
         return _make_portable(spec, dist, streams.seed, device, on_ready)
     op = dist.draw[0] if dist.draw is not None else None
-    fast = (
+    eligible = (
         device.type == "cpu"
         and op is not None
         and streams.draws is not None
         and n > 0
-        and pieces.supported(op, dtype, n)
         and (spec.slice is not None or n >= chunked.PARALLEL_MIN_ELEMENTS)
     )
+    fast = eligible and pieces.supported(op, dtype, n)
+    # The start-up self-test found chunked generation of this op/dtype unlike serial torch here.
+    self_test_fallback = eligible and not fast and pieces.supported(op, dtype, max(n, BLOCK)) is False
     messages: list[str] = []
     if fast and spec.slice is not None:
         _, p1, p2 = dist.draw
@@ -191,6 +193,8 @@ def make_tensor(
         generation = {"threads": 1} if device.type == "cpu" else {}
         if spec.slice is not None:
             generation["slice"] = "cut"
+        if self_test_fallback:
+            generation["serial_fallback"] = "the start-up self-test found chunked generation unlike serial torch"
         stats_acc = StatsAccumulator(t.reshape(-1)) if spec.with_stats else None
         if on_ready is not None:
             on_ready(t, t.numel())
