@@ -33,3 +33,15 @@ def test_importing_the_package_sets_mkl_cbwr_before_torch():
         capture_output=True, text=True, check=True, env={"PATH": "/usr/bin:/bin"},
     ).stdout
     assert out.strip() == "COMPATIBLE"
+
+
+def test_readme_lists_every_setting_and_starts_with_the_two_commands():
+    from pathlib import Path
+
+    from service.settings import Settings
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for name in Settings.model_fields:
+        assert f"`INITSVC_{name.upper()}`" in readme, name
+    head = readme.split("```")[1]
+    assert "pip install -e '.[test]'" in head and "initsvc serve" in head and "python -m pytest" in head
