@@ -59,6 +59,8 @@ def copy_to_host(
     error: BaseException | None = None
     try:
         stream = torch.cuda.Stream(device=tensors[0].device) if tensors else None
+        if stream is not None:  # the tensors were made on the device's default stream
+            stream.wait_stream(torch.cuda.default_stream(tensors[0].device))
         for t in tensors:
             flat = t.reshape(-1).view(torch.uint8)
             for start in range(0, flat.numel(), buffers.nbytes):

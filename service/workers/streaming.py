@@ -38,10 +38,20 @@ class Segments:
 
     def put(self, view: memoryview, release: Release = None) -> None:
         if len(view) or release is not None:
-            self._call(self._queue.put_nowait, (view, release))
+            self._call(self._enqueue, (view, release))
 
     def close(self, error: BaseException | None = None) -> None:
-        self._call(self._queue.put_nowait, (_END, error))
+        self._call(self._enqueue, (_END, error))
+
+    def _enqueue(self, item: tuple) -> None:
+        """On the loop: queue ``item``, or release it at once if the consumer has gone (a view that
+        arrives after ``cancel`` must not keep its pinned buffer)."""
+        if self._cancelled.is_set():
+            view, extra = item
+            if view is not _END and extra is not None:
+                extra()
+            return
+        self._queue.put_nowait(item)
 
     def start(self) -> None:
         """Tell the waiting route that the job is running (its tensors are allocated)."""
