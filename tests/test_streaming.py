@@ -71,3 +71,40 @@ def test_body_arrives_in_pieces_with_the_header_first(server):
     assert len(data) == int(r.headers["content-length"])
     _, tensors, start = decode_header(data)
     assert tensors["weight"]["data_offsets"] == [0, 4 * 2**22] and len(data) - start == 4 * 2**22
+
+
+def test_views_queued_or_arriving_after_cancel_are_released():
+    import asyncio
+    import threading
+
+    from service.workers.streaming import Segments
+
+    async def scenario() -> list[str]:
+        released: list[str] = []
+        segments = Segments(asyncio.get_running_loop())
+        segments.put(memoryview(b"abc"), lambda: released.append("queued"))
+        await asyncio.sleep(0)
+        segments.cancel()
+        late = threading.Thread(target=segments.put, args=(memoryview(b"def"), lambda: released.append("late")))
+        late.start()
+        late.join()
+        await asyncio.sleep(0.05)
+        return released
+
+    assert asyncio.run(scenario()) == ["queued", "late"]
+
+
+def test_a_consumed_view_is_released_after_it_is_sent():
+    import asyncio
+
+    from service.workers.streaming import Segments
+
+    async def scenario() -> tuple[bytes, list[str]]:
+        released: list[str] = []
+        segments = Segments(asyncio.get_running_loop())
+        segments.put(memoryview(b"x" * 10), lambda: released.append("one"))
+        segments.close()
+        got = b"".join([bytes(v) async for v in segments.views()])
+        return got, released
+
+    assert asyncio.run(scenario()) == (b"x" * 10, ["one"])
