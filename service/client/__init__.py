@@ -9,7 +9,7 @@ one (``as_numpy=True`` needs numpy only). ``service.client.portable`` makes port
 offline, with numpy.
 """
 
-from service.client._base import Download, Result, Summary, TensorSet
+from service.client._answers import Download, Result, Summary, TensorSet
 from service.client.aio import AsyncInitClient
 from service.client.errors import (
     Busy,
