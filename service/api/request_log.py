@@ -1,0 +1,220 @@
+"""Request ids and one access line per request, as plain text or JSON lines.
+
+``RequestLogMiddleware`` (pure ASGI, so streamed bodies pass through untouched) takes the
+client's ``X-Request-ID`` when it is 1-128 printable ASCII characters, else makes a uuid4 hex,
+echoes it in the response's ``X-Request-ID``, puts it on ``request.state.request_id`` and on every
+log record written while the request runs, and logs one line on ``initsvc.access``::
+
+    GET /v1/tensor 200 12.3ms 1048712B rid=5f0c...     (text)
+    {"ts": "...", "level": "INFO", "logger": "initsvc.access", "msg": "GET /v1/tensor 200 ...",
+     "method": "GET", "path": "/v1/tensor", "status": 200, "duration_ms": 12.3,
+     "bytes": 1048712, "request_id": "5f0c...", "client": "127.0.0.1"}      (INITSVC_LOG_JSON=true)
+
+The line is written when the last body byte is handed to the server (the last chunk, or the one
+that completes ``Content-Length``; or when the request ends without an answer), so it is in the
+log before the client has the whole answer. ``duration_ms`` runs
+from the first byte of the request to that moment; ``bytes`` counts body bytes only.
+
+Nothing is configured at import: ``create_app`` calls ``configure_logging``, which gives the
+``initsvc`` logger one handler of ours (stderr) and leaves the root logger alone. Logging is
+process-wide, so the last app built decides text or JSON. Headers are never logged, so neither
+are API keys; the query string is left out too.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import datetime as dt
+import json
+import logging
+import re
+import sys
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+ACCESS_LOGGER = "initsvc.access"
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+MAX_REQUEST_ID_CHARS = 128
+MAX_LOGGED_PATH_CHARS = 2048
+
+_VALID_REQUEST_ID = re.compile(rf"^[\x20-\x7e]{{1,{MAX_REQUEST_ID_CHARS}}}$")
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
+_REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("initsvc_request_id", default=None)
+# Attributes every LogRecord has; anything else on a record came from ``extra=`` and goes in the JSON.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+
+access_log = logging.getLogger(ACCESS_LOGGER)
+
+
+def request_id_from(value: bytes | None) -> str:
+    """The client's id when it is 1-128 printable ASCII characters; otherwise a new uuid4 hex."""
+    if value is not None:
+        try:
+            text = value.decode("ascii")
+        except UnicodeDecodeError:
+            text = ""
+        if _VALID_REQUEST_ID.match(text):
+            return text
+    return uuid.uuid4().hex
+
+
+def content_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
+    """The ``Content-Length`` of a response's raw ASGI headers, if it declares one."""
+    for name, value in headers:
+        if name.lower() == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def current_request_id() -> str | None:
+    """The id of the request this code runs for (``None`` outside a request)."""
+    return _REQUEST_ID.get()
+
+
+def _printable(text: str, limit: int = MAX_LOGGED_PATH_CHARS) -> str:
+    """``text`` with control and non-ASCII characters escaped, so one request stays one line."""
+    text = text[:limit]
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+class RequestLogMiddleware:
+    """Request id in, request id out, and one access line per HTTP request."""
+
+    def __init__(self, app: ASGIApp, logger: logging.Logger | None = None):
+        self.app = app
+        self.logger = logger or access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        supplied = next((v for k, v in scope.get("headers", ()) if k == b"x-request-id"), None)
+        request_id = request_id_from(supplied)
+        scope.setdefault("state", {})["request_id"] = request_id
+        token = _REQUEST_ID.set(request_id)
+        status = 0
+        sent = 0
+        declared: int | None = None
+        logged = False
+
+        def log_once(outcome: int) -> None:
+            nonlocal logged
+            if logged:
+                return
+            logged = True
+            self._log(scope, outcome, sent, (time.perf_counter() - started) * 1000.0, request_id)
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, sent, declared
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != b"x-request-id"]
+                headers.append((b"x-request-id", request_id.encode("ascii")))
+                message = {**message, "headers": headers}
+                declared = content_length(headers)
+            elif message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
+                # A client has the whole answer once Content-Length bytes are out, before the
+                # closing empty chunk: log first, so the line is there when the client is done.
+                if not message.get("more_body", False) or (declared is not None and sent >= declared > 0):
+                    log_once(status)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            # The 500 itself is sent by Starlette's ServerErrorMiddleware, outside this one.
+            log_once(status or 500)
+            raise
+        finally:
+            log_once(status or 499)  # 499: the request ended without an answer (client went away)
+            _REQUEST_ID.reset(token)
+
+    def _log(self, scope: Scope, status: int, sent: int, duration_ms: float, request_id: str) -> None:
+        if not self.logger.isEnabledFor(logging.INFO):
+            return
+        method = scope.get("method", "")
+        path = _printable(scope.get("path", ""))
+        client = scope.get("client")
+        self.logger.info(
+            "%s %s %d %.1fms %dB rid=%s",
+            method, path, status, duration_ms, sent, request_id,
+            extra={
+                "method": method,
+                "path": path,
+                "status": status,
+                "duration_ms": round(duration_ms, 3),
+                "bytes": sent,
+                "request_id": request_id,
+                "client": client[0] if client else None,
+            },
+        )
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds the current request's id to records that do not carry one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "request_id", None) is None:
+            request_id = _REQUEST_ID.get()
+            if request_id is not None:
+                record.request_id = request_id
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``ts``, ``level``, ``logger``, ``msg``, then the record's extras
+    (``request_id``, ``status``, ...), and ``exc_info`` as text when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": dt.datetime.fromtimestamp(record.created, dt.timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _RECORD_ATTRIBUTES and not key.startswith("_") and key not in out:
+                out[key] = value
+        if record.exc_info:
+            out["exc_info"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            out["stack_info"] = self.formatStack(record.stack_info)
+        return json.dumps(out, default=str, ensure_ascii=True)
+
+
+class StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record is emitted (as ``logging.lastResort``
+    does), so a replaced stderr (a test's capture, a daemon's redirect) gets the lines."""
+
+    def __init__(self, level: int = logging.NOTSET):
+        logging.Handler.__init__(self, level)
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+
+def configure_logging(log_json: bool) -> logging.Handler:
+    """Give the ``initsvc`` logger our stderr handler (once), text or JSON; level INFO if unset.
+
+    Records still propagate, so an application that configures the root logger sees them too.
+    """
+    logger = logging.getLogger("initsvc")
+    handler = next((h for h in logger.handlers if isinstance(h, StderrHandler)), None)
+    if handler is None:
+        handler = StderrHandler()
+        handler.addFilter(RequestIdFilter())
+        logger.addHandler(handler)
+    handler.setFormatter(JsonFormatter() if log_json else logging.Formatter(TEXT_FORMAT))
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
+    return handler
