@@ -37,6 +37,10 @@ def run(settings: Settings | None = None, host: str = "127.0.0.1", port: int = 8
 
     settings = settings or Settings()
     config = uvicorn.Config(
-        create_app(settings), host=host, port=port, timeout_graceful_shutdown=int(settings.shutdown_timeout_s)
+        create_app(settings),
+        host=host,
+        port=port,
+        timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
+        access_log=False,  # the app logs one access line per request, with its request id
     )
     DrainingServer(config).run()

@@ -146,36 +146,6 @@ def _non_finite_cases():
             yield pytest.param(post(literal(template, lit), path, loc=loc, says=says), id=f"{lit}-in-{name}")
 
 
-SERVER_BUG_ZERO_DIM = pytest.mark.xfail(
-    strict=True,
-    reason="server bug: a shape with a 0 dimension passes check_size (0 elements) however large its other "
-    "dimensions are, and torch.empty raises 'Overflow when unpacking long long' (a dimension >= 2**63) or "
-    "'Stride calculation overflowed' (their product >= 2**63) -> 500",
-)
-SERVER_BUG_GAIN_OVERFLOW = pytest.mark.xfail(
-    strict=True,
-    reason="server bug: calculate_gain('leaky_relu', x) computes x**2, an OverflowError for |x| > ~1.3e154 "
-    "(/v1/gain's param, kaiming's a, a gain spec's param) -> 500",
-)
-SERVER_BUG_CONTENT_TYPE = pytest.mark.xfail(
-    strict=True,
-    reason="server bug: a JSON route given a non-JSON (or no) Content-Type answers 422 "
-    "'Input should be a valid dictionary or object' at loc ['body'], never naming the content type "
-    "(wanted: 415, or a 422 that says Content-Type)",
-)
-SERVER_BUG_CHUNKED_LIMIT = pytest.mark.xfail(
-    strict=True,
-    reason="server bug: a chunked body over INITSVC_MAX_BODY_BYTES answers 400 'There was an error parsing the "
-    "body': BodyLimitMiddleware's BodyTooLarge (an Exception) is raised inside FastAPI's body read, whose "
-    "'except Exception' turns it into a 400 before the middleware can answer 413",
-)
-SERVER_BUG_DEFAULT_B = pytest.mark.xfail(
-    strict=True,
-    reason="server bug: the a < b (a <= b) rule is a field validator on b, which does not run when b is "
-    "left at its default, so an a above the default b reaches torch: 'uniform_ expects to return a "
-    "[from, to) range' -> 500",
-)
-
 CASES = [
     # -- malformed and truncated JSON
     pytest.param(post(b'{"shape": [2], "init":', loc=("body", 22), says="JSON decode error"), id="truncated-json"),
@@ -219,38 +189,34 @@ CASES = [
                       "/v1/tensors", status=413, says="INITSVC_MAX_TENSORS"), id="tensors-over-limit"),
     # -- a above the default b (b not sent)
     pytest.param(post(j({"shape": [2], "init": {"scheme": "uniform", "a": 2.0}}), says="b must be"),
-                 id="uniform-a-over-default-b", marks=SERVER_BUG_DEFAULT_B),
+                 id="uniform-a-over-default-b"),
     pytest.param(post(j({"shape": [2], "init": {"scheme": "trunc_normal", "a": 5.0}}), says="b must be"),
-                 id="trunc-normal-a-over-default-b", marks=SERVER_BUG_DEFAULT_B),
+                 id="trunc-normal-a-over-default-b"),
     pytest.param(post(j({"shape": [2], "init": {"scheme": "trunc_normal_tf", "a": 3.0}}), says="b must be"),
-                 id="trunc-normal-tf-a-over-default-b", marks=SERVER_BUG_DEFAULT_B),
+                 id="trunc-normal-tf-a-over-default-b"),
     pytest.param(get("/v1/tensor?shape=2&scheme=uniform&a=2", says="b must be"),
-                 id="query-uniform-a-over-default-b", marks=SERVER_BUG_DEFAULT_B),
+                 id="query-uniform-a-over-default-b"),
     # -- element counts that overflow int64
     pytest.param(post(tensor(shape=[2**32, 2**32]), status=413, says="INITSVC_MAX_ELEMENTS"), id="numel-2-64"),
     pytest.param(post(tensor(shape=[2**63, 2**63]), status=413, says="INITSVC_MAX_ELEMENTS"), id="numel-2-126"),
     pytest.param(post(tensor(shape=[2**64 + 1]), status=413, says="INITSVC_MAX_ELEMENTS"), id="dim-over-uint64"),
     pytest.param(post(j({"tensors": [{"name": "w", "shape": [2**40, 2**40], "init": {"scheme": "ones"}}]}), "/v1/tensors",
                       status=413, says="INITSVC_MAX_ELEMENTS"), id="tensors-numel-2-80"),
-    pytest.param(post(tensor(shape=[2**70, 0]), status=(413, 422), says="shape"), id="zero-dim-beside-2-70",
-                 marks=SERVER_BUG_ZERO_DIM),
+    pytest.param(post(tensor(shape=[2**70, 0]), status=(413, 422), says="shape"), id="zero-dim-beside-2-70"),
     pytest.param(post(j({"tensors": [{"name": "w", "shape": [0, 2**64], "init": {"scheme": "zeros"}}]}), "/v1/tensors",
-                      status=(413, 422), says="shape"), id="tensors-zero-dim-beside-2-64", marks=SERVER_BUG_ZERO_DIM),
+                      status=(413, 422), says="shape"), id="tensors-zero-dim-beside-2-64"),
     pytest.param(post(tensor(shape=[0, 2**40, 2**40]), status=(413, 422), says="shape"),
-                 id="zero-dim-beside-product-2-80", marks=SERVER_BUG_ZERO_DIM),
+                 id="zero-dim-beside-product-2-80"),
     pytest.param(get("/v1/tensor?shape=0,69750099385,7,69297229017562,4,7695,59158&scheme=lecun_uniform",
-                     status=(413, 422), says="shape"), id="query-zero-dim-beside-product-over-int64",
-                 marks=SERVER_BUG_ZERO_DIM),
+                     status=(413, 422), says="shape"), id="query-zero-dim-beside-product-over-int64"),
     # -- numbers whose square overflows a float inside calculate_gain
-    pytest.param(get("/v1/gain?nonlinearity=leaky_relu&param=1e200", loc=("param",)), id="gain-param-1e200",
-                 marks=SERVER_BUG_GAIN_OVERFLOW),
+    pytest.param(get("/v1/gain?nonlinearity=leaky_relu&param=1e200", loc=("param",)), id="gain-param-1e200"),
     pytest.param(post(j({"shape": [2, 2], "init": {"scheme": "kaiming_uniform", "a": 1e200}}), loc=("a",)),
-                 id="kaiming-a-1e200", marks=SERVER_BUG_GAIN_OVERFLOW),
-    pytest.param(get("/v1/tensor?shape=2,2&scheme=kaiming_normal&a=-1e200", loc=("a",)), id="query-kaiming-a-1e200",
-                 marks=SERVER_BUG_GAIN_OVERFLOW),
+                 id="kaiming-a-1e200"),
+    pytest.param(get("/v1/tensor?shape=2,2&scheme=kaiming_normal&a=-1e200", loc=("a",)), id="query-kaiming-a-1e200"),
     pytest.param(post(j({"shape": [2, 2], "init": {"scheme": "xavier_uniform",
                                                    "gain": {"nonlinearity": "leaky_relu", "param": 1e200}}}),
-                      loc=("gain",)), id="xavier-gain-param-1e200", marks=SERVER_BUG_GAIN_OVERFLOW),
+                      loc=("gain",)), id="xavier-gain-param-1e200"),
     # -- wrong types
     pytest.param(post(tensor(shape="2,3"), loc=("body", "shape"), says="valid list"), id="shape-string"),
     pytest.param(post(tensor(shape={"0": 2}), loc=("body", "shape"), says="valid list"), id="shape-object"),
@@ -281,15 +247,13 @@ CASES = [
                       loc=("body", "shape", 0), says="valid integer"), id="500-nested-arrays-in-shape"),
     # -- wrong and missing content types
     pytest.param(post(tensor(), headers={"Content-Type": "text/plain"}, status=(415, 422), says="content-type"),
-                 id="text-plain",
-                 marks=SERVER_BUG_CONTENT_TYPE),
-    pytest.param(post(tensor(), headers={}, status=(415, 422), says="content-type"), id="no-content-type",
-                 marks=SERVER_BUG_CONTENT_TYPE),
+                 id="text-plain"),
+    pytest.param(post(tensor(), headers={}, status=(415, 422), says="content-type"), id="no-content-type"),
     pytest.param(post(b"shape=2&scheme=ones", headers={"Content-Type": "application/x-www-form-urlencoded"},
-                      status=(415, 422), says="content-type"), id="form-urlencoded", marks=SERVER_BUG_CONTENT_TYPE),
+                      status=(415, 422), says="content-type"), id="form-urlencoded"),
     pytest.param(post(tensor(), headers={"Content-Type": "multipart/form-data; boundary=x"}, status=(415, 422),
                       says="content-type"),
-                 id="multipart", marks=SERVER_BUG_CONTENT_TYPE),
+                 id="multipart"),
     # -- header injection through names (a name becomes Content-Disposition's filename)
     pytest.param(post(tensor(name="a\r\nX-Evil: 1"), loc=("body", "name"), says="printable"), id="name-crlf"),
     pytest.param(post(tensor(name="a\nX-Evil: 1"), loc=("body", "name"), says="printable"), id="name-lf"),
@@ -308,12 +272,11 @@ CASES = [
                  id="declared-10mb-nothing-sent"),
     pytest.param(Case("POST", "/v1/tensor", raw=b"POST /v1/tensor HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
                       b"\r\nTransfer-Encoding: chunked\r\n\r\n" + (b"4000\r\n" + b" " * 0x4000 + b"\r\n") * 6,
-                      status=413, says="INITSVC_MAX_BODY_BYTES"), id="chunked-over-limit-unterminated",
-                 marks=SERVER_BUG_CHUNKED_LIMIT),
+                      status=413, says="INITSVC_MAX_BODY_BYTES"), id="chunked-over-limit-unterminated"),
     pytest.param(Case("POST", "/v1/tensor", raw=b"POST /v1/tensor HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
                       b"\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
                       + (b"400\r\n" + b" " * 0x400 + b"\r\n") * 80 + b"0\r\n\r\n", status=413, says="INITSVC_MAX_BODY_BYTES"),
-                 id="chunked-over-limit-small-chunks", marks=SERVER_BUG_CHUNKED_LIMIT),
+                 id="chunked-over-limit-small-chunks"),
     pytest.param(post(b" " * (MAX_BODY_BYTES + 1) + tensor(), status=413, says="INITSVC_MAX_BODY_BYTES"),
                  id="whitespace-padded-over-limit"),
     pytest.param(post(j({"tensors": [{"name": "t" * 200 + str(i), "shape": [1], "init": {"scheme": "ones"}}
@@ -339,7 +302,7 @@ CASES = [
     pytest.param(get("/v1/tensor?shape=9223372036854775808,2&scheme=ones", status=413, says="INITSVC_MAX_ELEMENTS"),
                  id="query-shape-over-int64"),
     pytest.param(get("/v1/tensor?shape=99999999999999999999999,0&scheme=ones", status=(413, 422), says="shape"),
-                 id="query-zero-dim-beside-huge", marks=SERVER_BUG_ZERO_DIM),
+                 id="query-zero-dim-beside-huge"),
     pytest.param(get("/v1/tensor?shape=2&scheme=ones&seed=", loc=("query", "seed"), says="valid integer"),
                  id="query-seed-empty"),
     pytest.param(get("/v1/tensor?shape=2&scheme=ones&seed=-5", loc=("query", "seed"), says="greater than or equal to 0"),

@@ -8,11 +8,18 @@ from __future__ import annotations
 
 import json
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(HTTPException):
+    """Raised from ``receive`` mid-body; an ``HTTPException`` so FastAPI's body reader lets it
+    through as the 413 it is (a plain exception there becomes a 400)."""
+
+    def __init__(self, limit: int):
+        super().__init__(
+            413, f"request body of more than {limit} bytes is over INITSVC_MAX_BODY_BYTES={limit}"
+        )
 
 
 class BodyLimitMiddleware:
@@ -62,7 +69,7 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
-                    raise BodyTooLarge
+                    raise BodyTooLarge(self.max_body_bytes)
             return message
 
         async def tracking_send(message: Message) -> None:

@@ -9,6 +9,7 @@ the client goes away, whichever comes first; going away also stops the producers
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from collections.abc import Sequence
@@ -145,8 +146,9 @@ class BodyResponse(Response):
 
         await timed({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
         await timed({"type": "http.response.body", "body": self.header, "more_body": True})
-        async for view in self.segments.views():
-            await timed({"type": "http.response.body", "body": view, "more_body": True})
+        async with contextlib.aclosing(self.segments.views()) as views:
+            async for view in views:
+                await timed({"type": "http.response.body", "body": view, "more_body": True})
         await timed({"type": "http.response.body", "body": b"", "more_body": False})
 
     @staticmethod
@@ -168,6 +170,8 @@ class BodyResponse(Response):
         finally:
             for task in (sending, listening):
                 task.cancel()
+            # Let the cancelled tasks unwind (closing the views generator) before giving back.
+            await asyncio.gather(sending, listening, return_exceptions=True)
             self.segments.cancel()
             self.on_close()
 

@@ -26,6 +26,7 @@ BUSY_STATUS: dict[type[ServiceBusy], int] = {QueueFull: 429}
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: {"description": "Over a size limit; the detail names the limit, its value and its INITSVC_ variable."},
+    415: {"description": "The body is not JSON (Content-Type must be application/json)."},
     422: {"description": "Invalid recipe: the detail names each field and what is allowed."},
     429: {"description": "The device's queue is full; retry after Retry-After seconds."},
     503: {"description": "The device is out of memory, its worker is down, or the server is shutting down."},
@@ -48,7 +49,15 @@ def validation_detail(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    return JSONResponse(status_code=422, content={"detail": validation_detail(list(exc.errors()))})
+    errors = list(exc.errors())
+    content_type = request.headers.get("content-type", "")
+    body_not_parsed = any(tuple(e.get("loc", ())) == ("body",) and e.get("type") == "model_attributes_type" for e in errors)
+    if body_not_parsed and "json" not in content_type.lower():
+        return JSONResponse(
+            status_code=415,
+            content={"detail": f"the body must be JSON: send Content-Type: application/json; got {content_type or 'none'!r}"},
+        )
+    return JSONResponse(status_code=422, content={"detail": validation_detail(errors)})
 
 
 async def on_recipe_error(request: Request, exc: RecipeError) -> JSONResponse:

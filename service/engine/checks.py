@@ -15,7 +15,8 @@ from typing import Any
 
 import torch
 
-from service.engine.distributions import describe
+from service.engine.distributions import describe, resolve_gain
+from service.engine.gains import calculate_gain
 from service.engine.rng import DTYPES, compute_dtype
 from service.engine.schemes import SCHEMES
 from service.errors import LimitExceeded, Problem, RecipeError
@@ -27,11 +28,18 @@ NORMAL_REACH_STDS = 10.0
 
 def check_size(shape: tuple[int, ...], dtype: str, max_elements: int, where: str = "shape") -> int:
     """Element count of ``shape``; ``LimitExceeded`` over ``max_elements`` (no int64 overflow:
-    Python integers are exact)."""
+    Python integers are exact). A zero-size dimension makes the tensor empty, but the other
+    dimensions still bound its strides, so their product must fit the limit too."""
     numel = math.prod(shape)
     if numel > max_elements:
         raise LimitExceeded(
             f"{where} {list(shape)} has {numel} elements", numel, max_elements, "INITSVC_MAX_ELEMENTS"
+        )
+    span = math.prod(d for d in shape if d)
+    if span > max_elements:
+        raise LimitExceeded(
+            f"{where} {list(shape)} is empty but its other dimensions multiply to {span}",
+            span, max_elements, "INITSVC_MAX_ELEMENTS",
         )
     return numel
 
@@ -94,6 +102,14 @@ def _value_problems(scheme: str, p: Mapping[str, Any], shape: tuple[int, ...], d
 
 def check_recipe(scheme: str, params: Mapping[str, Any], shape: tuple[int, ...], dtype: str) -> None:
     """Raise ``RecipeError`` naming each field that makes this recipe impossible."""
+    for field in ("a", "gain"):  # a leaky_relu slope whose square overflows has no gain
+        try:
+            if field == "a" and scheme.startswith("kaiming"):
+                calculate_gain(params["nonlinearity"], params["a"])
+            elif field == "gain" and field in params:
+                resolve_gain(params["gain"])
+        except ValueError as exc:
+            raise RecipeError.at(("init", field), str(exc)) from None
     rule = SCHEMES[scheme].shape_rule
     if not rule.allows(len(shape)):
         raise RecipeError.at(

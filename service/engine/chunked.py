@@ -27,6 +27,7 @@ from service.engine import mt19937
 from service.engine.draws import (
     BLOCK,
     DTYPES,
+    ELEMENT_S,
     OPS,
     Op,
     check_op_dtype,
@@ -46,10 +47,6 @@ CHUNK_UNIT = mt19937.N  # chunk starts at multiples of 624 elements: 16 | 624 an
 # 2-core EPYC (torch 2.13, float32 uniform_, 2 threads): at 2^20 elements parallel is 0.9x, at
 # 2^21 1.3x, at 2^22 1.6x serial; the fixed cost is a jump (2–9 ms) plus thread start-up.
 PARALLEL_MIN_ELEMENTS = 1 << 21
-
-# Seconds per element of torch's serial uniform_/normal_ on a pre-touched float32 tensor (2.1 and
-# 2.6 ns measured); only its ratio to mt19937.PASS_S matters, to balance chunks against jumps.
-ELEMENT_S = 2.2e-9
 
 # Tests put (op, dtype) pairs here (then call clear_self_test) to make the self-test fail for them.
 FORCE_MISMATCH: set[tuple[str, torch.dtype]] = set()
@@ -174,7 +171,7 @@ def fill_slice(
         fill_serial_(full, op, p1, p2, mt19937.generator_at(seed, base_draws))
         return out.copy_(full[tuple(slice(s, e) for s, e in slice_bounds)])
     target = out if out.is_contiguous() else torch.empty(plan.shape, dtype=out.dtype)
-    fill_runs(target.view(-1), plan, op, p1, p2, seed, base_draws, fill_serial_)
+    fill_runs(target.view(-1), plan, op, p1, p2, seed, base_draws)
     return out if target is out else out.copy_(target)
 
 
@@ -220,14 +217,13 @@ def _check_one(op: Op, dtype: torch.dtype, seed: int = 20240607, base_draws: int
     expected = fill_serial_(torch.empty(n, dtype=dtype), op, p1, p2, g)
     chunked = torch.empty(n, dtype=dtype)
     _fill_chunks(chunked, op, p1, p2, mt19937.state_at(seed, base_draws), [0, 624, 1872, n])
-    sliced = torch.empty(n - 2989, dtype=dtype)
-    plan = plan_runs((n,), [(2980, n - 9)])
-    fill_runs(sliced, plan, op, p1, p2, seed, base_draws, fill_serial_)
+    a, b = 2980, n - 9  # from a block start inside [n-16, n) to just before the end
+    sliced = fill_runs(torch.empty(b - a, dtype=dtype), plan_runs((n,), [(a, b)]), op, p1, p2, seed, base_draws)
     if (op, dtype) in FORCE_MISMATCH:
         chunked.view(torch.uint8)[0] ^= 1
     as_bytes = lambda x: x.view(torch.uint8)  # noqa: E731
     return torch.equal(as_bytes(chunked), as_bytes(expected)) and torch.equal(
-        as_bytes(sliced), as_bytes(expected[2980 : n - 9])
+        as_bytes(sliced), as_bytes(expected[a:b])
     )
 
 

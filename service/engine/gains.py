@@ -46,7 +46,12 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
         slope = LEAKY_RELU_DEFAULT_SLOPE if param is None else param
         if isinstance(slope, bool) or not isinstance(slope, (int, float)):
             raise ValueError(f"leaky_relu's param must be a number; got {param!r}")
-        return math.sqrt(2.0 / (1 + slope**2))
+        try:
+            return math.sqrt(2.0 / (1 + slope**2))
+        except OverflowError:  # torch raises here too; the gain would round to 0
+            raise ValueError(
+                f"leaky_relu's negative slope must satisfy |slope| < 1.3e154 (its square must be finite); got {slope!r}"
+            ) from None
     try:
         return _FIXED_GAINS[nonlinearity]
     except KeyError:

@@ -14,7 +14,9 @@ Facts from ``shared/design/jump-ahead.md`` that this module relies on:
   window W_n to W_{n+624}. With F the one-word step W_n -> W_{n+1}, F^J W = p(F) W for
   p = x^J mod c, c the characteristic polynomial of F (degree 19937, primitive, 135 terms).
 * F kills the low 31 bits of word 0, so p(F) W can differ from F^J W only there; they are rebuilt
-  from x_{n+623} ^ x_{n+396} = f(x_{n-1}, x_n).
+  from x_{n+623} ^ x_{n+396} = f(x_{n-1}, x_n). (Once twisted, those bits follow from the rest of
+  the window and the identity is exact; the seeded array's x_0 does not, so jumps from a freshly
+  seeded state need the fix whenever p has a constant term, e.g. x^(624·2^10) mod c.)
 
 A jump by m blocks applies JT[i] = x^(624·2^i) mod c for each set bit i of m, each as one block
 Horner pass (1.5–2 ms in numpy); the lowest ``DIRECT_TWIST_BITS`` bits of m are applied as plain
@@ -43,7 +45,8 @@ DEGREE = 19937  # degree of the characteristic polynomial: 624·32 - 31
 STATE_BYTES = 5056
 
 # Measured on a 2-core EPYC (numpy 2.4): one twist takes about 23 µs and one table pass 1–1.8 ms,
-# so the low bits of a block count are applied as 2^k twists (cheaper while 2^k < ~65).
+# so bits below DIRECT_TWIST_BITS of a block count are applied as 2^k twists (at most 127 of them,
+# 2.9 ms; bit 6 alone is a toss-up). ``jump_seconds`` turns these into a cost for chunk planning.
 TWIST_S = 23e-6
 PASS_S = 1.5e-3
 DIRECT_TWIST_BITS = 7
@@ -86,13 +89,8 @@ def decode_state(state: torch.Tensor) -> MTState:
     rec = np.frombuffer(raw, dtype=_LAYOUT)[0]
     words = rec["words"].astype(np.uint32)
     words.flags.writeable = False
-    return MTState(
-        initial_seed=int(rec["initial_seed"]), left=int(rec["left"]), next=int(rec["next"]),
-        words=words, seeded=int(rec["seeded"]), normal_x=float(rec["normal_x"]),
-        normal_y=float(rec["normal_y"]), normal_rho=float(rec["normal_rho"]),
-        normal_is_valid=int(rec["normal_is_valid"]), float_normal=float(rec["float_normal"]),
-        float_normal_is_valid=int(rec["float_normal_is_valid"]),
-    )
+    scalars = {name: rec[name].item() for name in _LAYOUT.names if name != "words"}
+    return MTState(words=words, **scalars)
 
 
 def encode_state(state: MTState) -> torch.Tensor:
@@ -289,6 +287,11 @@ class StreamCursor:
         self._seeded = seeded_state(seed)
         self._twists = 0
         self._words = self._seeded.words
+
+    @property
+    def twists(self) -> int:
+        """How many times the cursor's array has been twisted (ceil(draws/624) of its position)."""
+        return self._twists
 
     def state(self, draws: int) -> MTState:
         """The state after ``draws`` 32-bit draws (cheapest when positions only increase)."""

@@ -14,23 +14,20 @@ piece lies inside one run, else into a scratch buffer that is scattered into ``o
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from service.engine import mt19937
-from service.engine.draws import BLOCK, Op, draws_per_element, fill_serial_, generation_range
+from service.engine.draws import BLOCK, ELEMENT_S, Op, draws_per_element, fill_serial_, generation_range
 
 # Gaps shorter than this many draws are generated through: ~4 ms at torch's 1.9 ns per draw, about
 # one jump of 2–3 table passes (1.8 ms each) plus set-up; twisting costs 32 ns per skipped draw.
 SKIP_MIN_DRAWS = 1 << 21
 PIECE_ELEMENTS = 1 << 22  # at most this much scratch memory (elements) per piece
 LONG_RUN = 1 << 12  # runs at least this long are copied one by one, shorter ones by index_select
-
-FillFn = Callable[[torch.Tensor, Op, float, float, torch.Generator], torch.Tensor]
-
 
 @dataclass(frozen=True)
 class RunPlan:
@@ -78,7 +75,6 @@ def fill_runs(
     p2: float,
     seed: int,
     base_draws: int,
-    fill: FillFn = fill_serial_,
 ) -> torch.Tensor:
     """Generate every run of ``plan`` into contiguous 1-D ``out_flat`` (see the module docstring).
 
@@ -87,17 +83,19 @@ def fill_runs(
     if plan.starts.size == 0:
         return out_flat
     d = draws_per_element(out_flat.dtype)
-    cursor = mt19937.StreamCursor(seed)
+    cursor, done = mt19937.StreamCursor(seed), 0
     for s, e, lo, hi in _groups(plan, op, d):
+        s = _cheap_start(cursor.twists, base_draws, d, s, done, BLOCK if op == "normal" else 1)
         g = mt19937.load_state(cursor.state(base_draws + d * s))
+        done = e
         cuts = _cuts(plan, op, s, e, lo, hi)
         for x, y in zip(cuts, cuts[1:]):
             r = int(np.searchsorted(plan.starts, x, side="right")) - 1
             if r >= 0 and y <= plan.starts[r] + plan.length:  # the piece lies inside run r
                 o = r * plan.length + x - int(plan.starts[r])
-                fill(out_flat[o : o + y - x], op, p1, p2, g)
+                fill_serial_(out_flat[o : o + y - x], op, p1, p2, g)
             else:
-                buf = fill(torch.empty(y - x, dtype=out_flat.dtype), op, p1, p2, g)
+                buf = fill_serial_(torch.empty(y - x, dtype=out_flat.dtype), op, p1, p2, g)
                 _scatter(buf, x, plan, out_flat)
     return out_flat
 
@@ -115,6 +113,30 @@ def _groups(plan: RunPlan, op: Op, d: int) -> list[tuple[int, int, int, int]]:
             s, lo = s0, lo0
         groups.append((s, e, lo, hi))
     return groups
+
+
+def _cheap_start(twists: int, base: int, d: int, s: int, floor: int, align: int) -> int:
+    """Where to start generating for a group that starts at s: some s' in [floor, s], align | s'.
+
+    Reaching draw base + d·s costs a jump of ceil((base + d·s)/624) - ``twists`` blocks. Starting
+    at s' where that count has fewer set bits (its leading bits, the rest zero) can be cheaper even
+    though [s', s) is generated and dropped: s' minimises jump_seconds(blocks) + ELEMENT_S·(s - s').
+    """
+
+    def blocks(x: int) -> int:
+        return -(-(base + d * x) // mt19937.N) - twists
+
+    target = blocks(s)
+    best, best_cost = s, mt19937.jump_seconds(target)
+    top = target.bit_length()
+    for keep in range(1, top):
+        reach = mt19937.N * (twists + ((target >> (top - keep)) << (top - keep)))  # last such draw
+        x = (reach - base) // d
+        x -= x % align
+        if floor <= x < s and blocks(x) >= 0:
+            cost = mt19937.jump_seconds(blocks(x)) + ELEMENT_S * (s - x)
+            best, best_cost = (x, cost) if cost < best_cost else (best, best_cost)
+    return best
 
 
 def _cuts(plan: RunPlan, op: Op, s: int, e: int, lo: int, hi: int) -> list[int]:

@@ -115,7 +115,7 @@ class UniformInit(StrictModel):
 
     scheme: Literal["uniform"]
     a: Number = Field(0.0, description="The lower bound of the uniform distribution.")
-    b: Number = Field(1.0, description="The upper bound of the uniform distribution (a <= b).")
+    b: Number = Field(1.0, validate_default=True, description="The upper bound of the uniform distribution (a <= b).")
     _b_ge_a = _greater("b", "a", strict=False)
 
 
@@ -134,7 +134,7 @@ class TruncNormalInit(StrictModel):
     mean: Number = Field(0.0, description="The mean of the normal distribution.")
     std: Positive = Field(1.0, description="The standard deviation of the normal distribution (> 0).")
     a: Number = Field(-2.0, description="The minimum cutoff value (absolute, not in std units).")
-    b: Number = Field(2.0, description="The maximum cutoff value (absolute, a < b).")
+    b: Number = Field(2.0, validate_default=True, description="The maximum cutoff value (absolute, a < b).")
     _b_gt_a = _greater("b", "a", strict=True)
 
 
@@ -145,7 +145,7 @@ class TruncNormalTFInit(StrictModel):
     mean: Number = Field(0.0, description="The mean added after truncation.")
     std: Positive = Field(1.0, description="The scale applied after truncation (> 0).")
     a: Number = Field(-2.0, description="The minimum cutoff, in standard deviations.")
-    b: Number = Field(2.0, description="The maximum cutoff, in standard deviations (a < b).")
+    b: Number = Field(2.0, validate_default=True, description="The maximum cutoff, in standard deviations (a < b).")
     _b_gt_a = _greater("b", "a", strict=True)
 
 

@@ -73,7 +73,11 @@ async def gain(
 ) -> GainAnswer:
     """`torch.nn.init.calculate_gain(nonlinearity, param)`."""
     effective = 0.01 if nonlinearity == "leaky_relu" and param is None else param
-    return GainAnswer(nonlinearity=nonlinearity, param=effective, gain=calculate_gain(nonlinearity, param))
+    try:
+        value = calculate_gain(nonlinearity, param)
+    except ValueError as exc:
+        raise RecipeError.at(("param",), str(exc)) from None
+    return GainAnswer(nonlinearity=nonlinearity, param=effective, gain=value)
 
 
 @router.get("/fans")
