@@ -5,6 +5,8 @@
     python bench/serving.py small   [--seconds 10] 256x784 kaiming_uniform: p50/p99 and req/s,
                                                    sequential and 16 clients, vs a bare FastAPI endpoint
     python bench/serving.py health  [--mib 2048]   /healthz p99 while a big tensor is made
+    python bench/serving.py gpu     [--mib 1024]   (GPU) 1 GiB float32 normal on cuda through curl,
+                                                   vs the same server setup sending a ready pinned buffer
 
 Loopback only; each run starts its own servers and stops them.
 """
@@ -155,6 +157,33 @@ def health(args) -> None:
           f"p50 {q[49] * 1e3:.2f} ms, p99 {q[98] * 1e3:.2f} ms, max {max(samples) * 1e3:.2f} ms")
 
 
+def curl_get(url: str) -> float:
+    out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{time_total} %{http_code}", url],
+                         capture_output=True, text=True, check=True).stdout.split()
+    if out[1] != "200":
+        raise RuntimeError(f"HTTP {out[1]}")
+    return float(out[0])
+
+
+def gpu(args) -> None:
+    if not torch.cuda.is_available():
+        raise SystemExit("no CUDA device: the GPU benchmark needs one")
+    n = args.mib * (1 << 20) // 4
+    body = {"shape": [n], "init": {"scheme": "normal"}, "seed": 0, "device": "cuda"}
+    with serve() as (url, _):
+        curl_post(f"{url}/v1/tensor", {**body, "shape": [1024]})
+        rows = [(label, min(curl_post(f"{url}/v1/tensor", {**body, **extra}) for _ in range(args.repeats)))
+                for label, extra in (("stats", {}), ("stats: false", {"stats": False}))]
+        name = httpx.get(f"{url}/v1/devices").json()["devices"][-1].get("device_name")
+    with serve("bench.bare_app:app") as (url, _):
+        curl_get(f"{url}/pinned/{4 * n}")
+        ceiling = min(curl_get(f"{url}/pinned/{4 * n}") for _ in range(args.repeats))
+    print(f"GPU: {name}; ready pinned buffer of {args.mib} MiB: {ceiling:.3f} s ({4 * n / ceiling / 1e9:.2f} GB/s)")
+    for label, t in rows:
+        print(f"cuda normal end-to-end, {label:12s}: {t:.3f} s ({4 * n / t / 1e9:.2f} GB/s), "
+              f"ratio vs ceiling: {ceiling / t:.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
@@ -165,8 +194,11 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=10)
     p = sub.add_parser("health")
     p.add_argument("--mib", type=int, default=2048)
+    p = sub.add_parser("gpu")
+    p.add_argument("--mib", type=int, default=1024)
+    p.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    {"large": large, "small": small, "health": health}[args.what](args)
+    {"large": large, "small": small, "health": health, "gpu": gpu}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ def test_post_tensor_is_bit_identical_to_torch(http, scheme, params, shape, dtyp
     assert as_bytes(got) == as_bytes(expected)
 
 
-@pytest.mark.parametrize("scheme,params,shape,dtype,seed", parity_cases(seeds=[0, 2**64 - 1]))
+@pytest.mark.parametrize("scheme,params,shape,dtype,seed", parity_cases())
 def test_get_tensor_is_bit_identical_to_torch(http, scheme, params, shape, dtype, seed):
     got = _tensor(http.get("/v1/tensor", params=query_params(scheme, params, shape, dtype, seed)))
     assert as_bytes(got) == as_bytes(reference(shape, scheme, params, dtype, seed))
