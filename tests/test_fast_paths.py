@@ -122,3 +122,20 @@ def test_threads_do_not_change_the_bytes_header_included():
     assert all(as_bytes(load(a)["weight"]) == as_bytes(load(answers[0])["weight"]) for a in answers)
     assert [h["stats"] for h in headers] == [headers[0]["stats"]] * 3
     assert len({len(s) for s in stripped}) == 1
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16"])
+@pytest.mark.parametrize(
+    "scheme,shape,bounds",
+    [
+        pytest.param("normal", [9, 2**18 + 3], [[3, 7], None], id="normal-rows-big"),
+        pytest.param("normal", [9, 2**18 + 3], [[8, 9], [5, 2**18 + 3]], id="normal-tail-run"),
+        pytest.param("kaiming_uniform", [5, 4, 2**17 + 1], [[2, 3], [1, 4], None], id="uniform-inner-run"),
+    ],
+)
+def test_a_big_contiguous_slice_is_made_in_parallel_pieces(http, scheme, shape, bounds, dtype):
+    r = _post(http, {"shape": shape, "init": {"scheme": scheme}, "seed": 12, "device": "cpu", "dtype": dtype, "slice": bounds})
+    full = reference(shape, scheme, {}, dtype, 12)
+    index = tuple(slice(*b) if b else slice(None) for b in bounds)
+    assert as_bytes(load(r.content)["weight"]) == as_bytes(full[index])
+    assert json.loads(decode_header(r.content)[0]["provenance"])["slice"] == "direct"

@@ -18,7 +18,7 @@ import torch
 
 from service.engine import chunked, pieces
 from service.engine.distributions import Distribution, describe
-from service.engine.draws import BLOCK, draws_consumed
+from service.engine.draws import BLOCK, draws_consumed, draws_per_element, generation_range
 from service.engine.portable import portable_fill
 from service.engine.rng import DTYPES, Streams, compute_dtype, open_streams
 from service.engine.schemes import SCHEMES
@@ -118,6 +118,20 @@ def _sliced_shape(spec: TensorSpec) -> tuple[int, ...]:
     return spec.shape if spec.slice is None else tuple(stop - start for start, stop in spec.slice)
 
 
+def _flat_range(shape: tuple[int, ...], bounds: tuple[tuple[int, int], ...]) -> tuple[int, int] | None:
+    """[a, b) of the flat tensor when the slice is one contiguous run of it, else ``None``:
+    the dimensions after the last partial one are whole, and those before it are single indices."""
+    partial = [i for i, ((start, stop), size) in enumerate(zip(bounds, shape)) if (start, stop) != (0, size)]
+    if not partial:
+        return 0, math.prod(shape)
+    k = partial[-1]
+    if any(stop - start != 1 for start, stop in bounds[:k]):
+        return None
+    inner = math.prod(shape[k + 1 :])
+    a = sum(start * math.prod(shape[i + 1 :]) for i, (start, _) in enumerate(bounds[: k + 1]))
+    return a, a + (bounds[k][1] - bounds[k][0]) * inner
+
+
 def _draws_after_torch(spec: TensorSpec, dist: Distribution, dtype: torch.dtype, n: int) -> int | None:
     """Draws the torch filler took, when the accounting knows it (``None``: unknown)."""
     if not SCHEMES[spec.scheme].random or n == 0:
@@ -162,10 +176,21 @@ def make_tensor(
     messages: list[str] = []
     if fast and spec.slice is not None:
         _, p1, p2 = dist.draw
-        t = torch.empty(_sliced_shape(spec), dtype=dtype)
-        chunked.fill_slice(t, op, p1, p2, streams.seed, spec.shape, list(spec.slice), streams.draws)
+        flat_range = _flat_range(spec.shape, spec.slice)
+        if flat_range is not None and flat_range[1] > flat_range[0]:
+            # One contiguous run: generate [s, e) ⊇ [a, b) in parallel pieces from draw d·s.
+            a, b = flat_range
+            s, e = generation_range(op, n, a, b)
+            run = torch.empty(e - s, dtype=dtype)
+            base = streams.draws + draws_per_element(dtype) * s
+            pieces.fill_in_pieces_(run, op, p1, p2, streams.seed, base, threads, None, cancelled)
+            t = run[a - s : b - s].view(_sliced_shape(spec))
+            generation = {"threads": threads, "slice": "direct"}
+        else:
+            t = torch.empty(_sliced_shape(spec), dtype=dtype)
+            chunked.fill_slice(t, op, p1, p2, streams.seed, spec.shape, list(spec.slice), streams.draws)
+            generation = {"threads": 1, "slice": "direct"}
         streams.advance(draws_consumed(op, dtype, n))
-        generation = {"threads": 1, "slice": "direct"}
         stats_acc = StatsAccumulator(t.reshape(-1)) if spec.with_stats else None
         if on_ready is not None:
             on_ready(t, t.numel())
