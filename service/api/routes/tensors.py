@@ -13,14 +13,16 @@ from service.schemas.requests import TensorRequest, TensorsRequest
 
 router = APIRouter(prefix="/v1", tags=["tensors"])
 
-BINARY_RESPONSE = {
-    200: {
-        "description": "A safetensors file (default), or with `Accept: application/json` everything but the data.",
-        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+_OK = {
+    "description": "A safetensors file (default), or with `Accept: application/json` everything but the data.",
+    "content": {
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        "application/json": {"schema": {"type": "object"}},
     },
-    304: {"description": "If-None-Match matched (GET/HEAD)."},
-    412: {"description": "If-None-Match matched (POST)."},
 }
+# If-None-Match matching the ETag: 304 for GET/HEAD, 412 for POST (RFC 9110).
+BINARY_RESPONSE = {200: _OK, 412: {"description": "If-None-Match matched this response's ETag; nothing was generated."}}
+URL_RESPONSE = {200: _OK, 304: {"description": "If-None-Match matched this response's ETag."}}
 
 
 def _cache_control(plan: Plan) -> str:
@@ -38,7 +40,7 @@ async def post_tensor(body: TensorRequest, request: Request, settings: SettingsD
     return await answer(request, plan_tensor(body, settings, pool), pool)
 
 
-@router.get("/tensor", responses={**BINARY_RESPONSE, **ERROR_RESPONSES}, response_class=Response)
+@router.get("/tensor", responses={**URL_RESPONSE, **ERROR_RESPONSES}, response_class=Response)
 async def get_tensor(request: Request, settings: SettingsDep, pool: PoolDep) -> Response:
     """The same recipe as query parameters, so a tensor is a URL:
     `/v1/tensor?shape=256,784&scheme=kaiming_uniform&a=2.236&seed=0`.
@@ -51,7 +53,7 @@ async def get_tensor(request: Request, settings: SettingsDep, pool: PoolDep) -> 
     return await answer(request, plan, pool, _cache_control(plan))
 
 
-@router.head("/tensor", responses={**BINARY_RESPONSE, **ERROR_RESPONSES}, response_class=Response)
+@router.head("/tensor", responses={**URL_RESPONSE, **ERROR_RESPONSES}, response_class=Response)
 async def head_tensor(request: Request, settings: SettingsDep, pool: PoolDep) -> Response:
     """The headers `GET /v1/tensor` would send (exact `Content-Length`, `ETag`), without the body."""
     return await get_tensor(request, settings, pool)
