@@ -145,7 +145,8 @@ def bench_break_even(threads: int, reps: int, max_other: float, patience: float)
                 t = torch.empty(n)
                 t.fill_(0.0)
                 s = _timed(lambda: _serial(op, t), max(reps, 5), max_other, patience)
-                p = _timed(lambda: chunked.parallel_fill_(t, op, 0.0, 1.0, SEED, threads), max(reps, 5), max_other, patience)
+                par = lambda: chunked.parallel_fill_(t, op, 0.0, 1.0, SEED, threads)  # noqa: E731
+                p = _timed(par, max(reps, 5), max_other, patience)
                 _row(f"  {op}_ 2^{k} pre-touched", s, p, f"parallel({threads})")
     finally:
         chunked.PARALLEL_MIN_ELEMENTS = saved

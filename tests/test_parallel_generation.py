@@ -310,7 +310,9 @@ def test_self_test_passes_for_every_served_op_and_dtype(fresh_self_test):
     assert capability["threads_default"] >= 1
 
 
-def test_forced_self_test_mismatch_serves_that_op_serially_and_still_exactly(monkeypatch, fresh_self_test, always_parallel):
+def test_forced_self_test_mismatch_serves_that_op_serially_and_still_exactly(
+    monkeypatch, fresh_self_test, always_parallel
+):
     monkeypatch.setattr(chunked, "FORCE_MISMATCH", {("normal", torch.float16)})
     chunked.clear_self_test()
     result = chunked.self_test()

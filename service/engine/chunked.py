@@ -43,9 +43,10 @@ __all__ = [
 
 CHUNK_UNIT = mt19937.N  # chunk starts at multiples of 624 elements: 16 | 624 and a jump of d blocks
 
-# Below this many elements parallel_fill_ runs serially. Measured with bench/parallel_cpu.py on a
-# 2-core EPYC (torch 2.13, float32 uniform_, 2 threads): at 2^20 elements parallel is 0.9x, at
-# 2^21 1.3x, at 2^22 1.6x serial; the fixed cost is a jump (2–9 ms) plus thread start-up.
+# Below this many elements parallel_fill_ runs serially: the measured break-even. On a 2-core EPYC
+# (torch 2.13, pre-touched float32, 2 threads; bench/results/parallel_cpu.txt) parallel over serial
+# was 0.71x/0.78x (uniform_/normal_) at 2^20 elements, 1.08x/1.00x at 2^21 and 1.43x/1.46x at 2^22.
+# The fixed cost is one jump (1–5 ms, see plan_chunks) plus starting a thread.
 PARALLEL_MIN_ELEMENTS = 1 << 21
 
 # Tests put (op, dtype) pairs here (then call clear_self_test) to make the self-test fail for them.
@@ -218,7 +219,8 @@ def _check_one(op: Op, dtype: torch.dtype, seed: int = 20240607, base_draws: int
     chunked = torch.empty(n, dtype=dtype)
     _fill_chunks(chunked, op, p1, p2, mt19937.state_at(seed, base_draws), [0, 624, 1872, n])
     a, b = 2980, n - 9  # from a block start inside [n-16, n) to just before the end
-    sliced = fill_runs(torch.empty(b - a, dtype=dtype), plan_runs((n,), [(a, b)]), op, p1, p2, seed, base_draws)
+    sliced = torch.empty(b - a, dtype=dtype)
+    fill_runs(sliced, plan_runs((n,), [(a, b)]), op, p1, p2, seed, base_draws)
     if (op, dtype) in FORCE_MISMATCH:
         chunked.view(torch.uint8)[0] ^= 1
     as_bytes = lambda x: x.view(torch.uint8)  # noqa: E731

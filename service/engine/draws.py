@@ -16,7 +16,8 @@ for float16/bfloat16, which draw in float and cast.
   ``random64`` per pair of values, the second cached in the generator; 4·ceil(n/2) draws, and an odd
   n leaves the double-normal cache set.
 
-e.g. n = 1001: uniform_ f32 1001, f64 2002; normal_ f32 1017, f64 2034, f16/bf16 1008; n = 10: 20.
+e.g. n = 1001: uniform_ f32 1001, f64 2002; normal_ f32 1017, f64 2034, f16/bf16 1008.
+n = 10: normal_ 20 draws for every dtype.
 """
 
 from __future__ import annotations

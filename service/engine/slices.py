@@ -6,9 +6,11 @@ space: if j is the last dimension the slice does not cover whole, each run is
 Runs whose gap is under ``SKIP_MIN_DRAWS`` draws are generated through (cheaper than a jump);
 each group of runs is widened by ``draws.generation_range`` (normal_'s 16-element blocks and tail
 rule) and generated from one generator placed at its first draw by a ``StreamCursor``, which jumps
-on from the previous group. A group is generated in pieces of at most ``PIECE_ELEMENTS`` with the
-same generator (a piece of whole blocks takes exactly d·len draws), straight into ``out`` where a
-piece lies inside one run, else into a scratch buffer that is scattered into ``out``.
+on from the previous group (``_cheap_start`` may start a little earlier, where the jump has fewer
+table passes, and drop what it generates before the group). A group is generated in pieces of at
+most ``PIECE_ELEMENTS`` with the same generator (a piece of whole blocks takes exactly d·len
+draws), straight into ``out`` where a piece lies inside one run, else into a scratch buffer that
+is scattered into ``out``.
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ import torch
 from service.engine import mt19937
 from service.engine.draws import BLOCK, ELEMENT_S, Op, draws_per_element, fill_serial_, generation_range
 
-# Gaps shorter than this many draws are generated through: ~4 ms at torch's 1.9 ns per draw, about
-# one jump of 2–3 table passes (1.8 ms each) plus set-up; twisting costs 32 ns per skipped draw.
+# Gaps shorter than this many draws are generated through: ~4.5 ms at torch's ~2.2 ns per draw,
+# about a jump of 2–3 table passes (1–1.8 ms each); a plain twist costs ~37 ns per skipped draw.
 SKIP_MIN_DRAWS = 1 << 21
 PIECE_ELEMENTS = 1 << 22  # at most this much scratch memory (elements) per piece
 LONG_RUN = 1 << 12  # runs at least this long are copied one by one, shorter ones by index_select
+
 
 @dataclass(frozen=True)
 class RunPlan:
