@@ -119,13 +119,15 @@ def test_wrong_method_is_labelled_with_the_route_template(fresh):
     assert _value(after, "initsvc_http_requests_total", **labels) - _value(before, "initsvc_http_requests_total", **labels) == 1
 
 
-def test_made_up_methods_share_one_label(fresh):
+def test_unusual_methods_share_one_label(fresh):
+    # Methods the HTTP parser knows but the API does not serve (a made-up token is already a 400
+    # from uvicorn's parser and never reaches the app).
     _, client = fresh
-    for i in range(3):
-        assert client.request(f"BREW{i}", TENSOR).status_code == 405
+    for method in ("PROPFIND", "MKCOL", "PURGE"):
+        assert client.request(method, TENSOR).status_code == 405
     after = _scrape(client)
     assert _value(after, "initsvc_http_requests_total", method="OTHER", route=TENSOR, status="405") == 3
-    assert not any(dict(labels).get("method", "").startswith("BREW") for _, labels in after)
+    assert not any(dict(labels).get("method", "") in ("PROPFIND", "MKCOL", "PURGE") for _, labels in after)
 
 
 def test_gauges_are_present_for_every_device(fresh):

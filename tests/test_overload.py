@@ -185,3 +185,22 @@ def test_draining_pool_answers_503_with_retry_after():
         assert r.status_code == 503 and "retry-after" in r.headers and "shutting down" in r.json()["detail"]
         assert httpx.get(f"{server.url}/readyz").status_code == 503
         assert httpx.get(f"{server.url}/healthz").status_code == 200
+
+
+def test_out_of_memory_in_a_streamed_job_is_a_503_not_a_cut_body(faults):
+    with live_server() as server:
+        r = httpx.post(f"{server.url}/v1/tensor", json=_body(OOM_SEED, stats=False), timeout=30)
+        assert r.status_code == 503 and "out of memory" in r.json()["detail"]
+        assert _drained(server.app.state.pool)
+        _works(server.url)
+
+
+def test_a_job_that_waited_long_in_the_queue_is_not_taken_for_a_hung_one(faults):
+    with live_server(job_timeout_s=1.5) as server, ThreadPoolExecutor(2) as pool:
+        first = pool.submit(httpx.post, f"{server.url}/v1/tensor", json=_body(BLOCK_SEED), timeout=30)
+        assert faults.entered.wait(10)
+        second = pool.submit(httpx.post, f"{server.url}/v1/tensor", json=_body(2), timeout=30)
+        time.sleep(1.0)
+        faults.release.set()  # the first finishes within its time; the second waited ~1 s queued
+        assert first.result().status_code == 200 and second.result().status_code == 200
+        assert server.app.state.pool.workers["cpu"].restarts == 0

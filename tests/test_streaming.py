@@ -108,3 +108,9 @@ def test_a_consumed_view_is_released_after_it_is_sent():
         return got, released
 
     assert asyncio.run(scenario()) == (b"x" * 10, ["one"])
+
+
+def test_head_of_a_streamed_get_gives_its_exact_length(http):
+    params = {"shape": "4,4", "scheme": "normal", "seed": "0", "device": "cpu", "stats": "false"}
+    head, get = http.head("/v1/tensor", params=params), http.get("/v1/tensor", params=params)
+    assert head.headers["content-length"] == str(len(get.content)) and head.headers["etag"] == get.headers["etag"]

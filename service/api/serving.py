@@ -56,7 +56,11 @@ async def answer(request: Request, plan: Plan, pool: WorkerPool, cache_control: 
     slot = pool.admissions[plan.device].acquire(plan.nbytes)
     segments = Segments(asyncio.get_running_loop())
     try:
-        if plan.streamable and not as_json and request.method != "HEAD":
+        if plan.streamable and not as_json and request.method == "HEAD":
+            # The header of a streamed body is known without making the tensor.
+            provenance = provenance_with_outcome(plan.provenance, [])
+            return safetensors_response(request, plan.outputs, plan.request, provenance, headers, slot, segments)
+        if plan.streamable and not as_json:
             job = worker.enqueue(plan.run, plan.job, segments, True, buffers)
             job_future = asyncio.ensure_future(worker.wait(job))
             job_future.add_done_callback(_report_late_failure(segments))

@@ -67,12 +67,20 @@ def copy_to_host(
                 buffer = buffers.acquire(cancelled)
                 if buffer is None:
                     return
-                piece = flat[start : start + buffers.nbytes]
-                with torch.cuda.stream(stream):
-                    buffer[: piece.numel()].copy_(piece, non_blocking=True)
-                stream.synchronize()
-                view = tensor_bytes_view(buffer)[: piece.numel()]
-                put(view, lambda b=buffer: buffers.release(b))
+                try:
+                    piece = flat[start : start + buffers.nbytes]
+                    with torch.cuda.stream(stream):
+                        buffer[: piece.numel()].copy_(piece, non_blocking=True)
+                    stream.synchronize()
+                    # The event loop's transport may keep a reference to the bytes it was given
+                    # after send() returns (uvloop does), so it gets its own copy of the piece; the
+                    # pinned buffer is handed back once that copy has been sent, which bounds the
+                    # copies in flight to the pool's size.
+                    data = memoryview(bytes(tensor_bytes_view(buffer)[: piece.numel()]))
+                except BaseException:
+                    buffers.release(buffer)
+                    raise
+                put(data, lambda b=buffer: buffers.release(b))
     except BaseException as exc:  # noqa: BLE001 - reported to the consumer, which aborts the body
         error = exc
     finally:

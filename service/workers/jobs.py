@@ -51,6 +51,7 @@ class _Progress:
         self.sent = 0
 
     def __call__(self, t: torch.Tensor, elements: int) -> None:
+        self.segments.start()  # the first tensor exists: the response may begin
         end = elements * t.element_size()
         if end > self.sent:
             self.segments.put(tensor_bytes_view(t)[self.sent : end])
@@ -66,8 +67,6 @@ def run_tensor_job(
     device = torch.device(job.device)
     on_cpu = device.type == "cpu"
     cancelled = segments.cancelled if segments is not None else None
-    if segments is not None:
-        segments.start()
     shared = open_streams(job.seed, device)
     made: list[MadeTensor] = []
     try:
@@ -83,6 +82,7 @@ def run_tensor_job(
             segments.close(exc)
         raise
     if progressive and segments is not None:
+        segments.start()  # every tensor is made (a device's, or none at all)
         if on_cpu:
             segments.close()
         else:

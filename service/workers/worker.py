@@ -32,11 +32,12 @@ def _is_out_of_memory(exc: BaseException) -> bool:
 
 
 class _Job:
-    __slots__ = ("fn", "args", "future", "loop", "started")
+    __slots__ = ("fn", "args", "future", "loop", "started", "running")
 
     def __init__(self, fn, args, future, loop):
         self.fn, self.args, self.future, self.loop = fn, args, future, loop
         self.started = threading.Event()
+        self.running = loop.create_future()  # resolved on the loop when the thread takes the job
 
 
 class DeviceWorker:
@@ -76,6 +77,7 @@ class DeviceWorker:
             if job.future.cancelled():
                 continue
             job.started.set()
+            job.loop.call_soon_threadsafe(_settle, job.running, None, None)
             try:
                 result = job.fn(*job.args)
             except Exception as exc:  # noqa: BLE001 - every failure goes back to its caller
@@ -117,13 +119,16 @@ class DeviceWorker:
         """The job's result; ``WorkerDown`` if it runs past ``job_timeout_s`` (the worker is then
         replaced), and a cancelled wait skips the job if it has not started yet."""
         try:
+            # Waiting in the queue and running are timed apart, so a job that waited long is not
+            # taken for a hung one.
+            await asyncio.wait({job.running, job.future}, timeout=self.job_timeout_s, return_when=asyncio.FIRST_COMPLETED)
+            if not job.started.is_set() and not job.future.done():
+                job.future.cancel()
+                raise QueueFull(f"{self.device} was too busy to start the job in time", self.retry_after)
             return await asyncio.wait_for(asyncio.shield(job.future), timeout=self.job_timeout_s)
         except asyncio.TimeoutError:
-            if job.started.is_set():
-                self._replace(f"a job ran past {self.job_timeout_s} s")
-                raise WorkerDown(f"{self.device}'s worker hung and was replaced", self.retry_after) from None
-            job.future.cancel()
-            raise QueueFull(f"{self.device} was too busy to start the job in time", self.retry_after) from None
+            self._replace(f"a job ran past {self.job_timeout_s} s")
+            raise WorkerDown(f"{self.device}'s worker hung and was replaced", self.retry_after) from None
         except asyncio.CancelledError:
             job.future.cancel()  # the client went away: skip the job if it has not started
             raise
