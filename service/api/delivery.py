@@ -19,7 +19,7 @@ from urllib.parse import quote
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 
-from service.codec.header import TensorEntry, dumps, encode_header
+from service.codec.header import TensorEntry, body_length, dumps, encode_header
 from service.engine.maker import MadeTensor, Output
 from service.engine.rng import SAFETENSORS_DTYPES
 from service.workers.admission import Slot
@@ -111,7 +111,7 @@ def safetensors_response(
     """The header we encode, then every queued view of tensor bytes; exact ``Content-Length``."""
     entries = [_entry(m) for m in made]
     header = encode_header(entries, metadata(made, request_json, provenance))
-    length = len(header) + sum(e.nbytes for e in entries)
+    length = body_length(header, entries)
     headers = {**headers, "content-length": str(length)}
     if request.method == "HEAD":
         segments.cancel()

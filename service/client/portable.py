@@ -10,22 +10,5 @@ The same bits the service returns for ``rng: "portable-v1"``, from the same code
 A re-export of ``service.portable``; the algorithm is written up in ``docs/portable-v1.md``.
 """
 
-from service.portable.generate import generate
-from service.portable.recipes import (
-    PortableError,
-    PortablePlan,
-    PortableRecipeError,
-    PortableUnsupportedError,
-    PortableWindowError,
-    resolve_recipe,
-)
-
-__all__ = [
-    "PortableError",
-    "PortablePlan",
-    "PortableRecipeError",
-    "PortableUnsupportedError",
-    "PortableWindowError",
-    "generate",
-    "resolve_recipe",
-]
+from service.portable import *  # noqa: F403 - the torch-free numpy core, as it is
+from service.portable import __all__  # noqa: F401

@@ -185,8 +185,3 @@ def expected_fields(dist: Distribution) -> dict[str, Any]:
         "bound": _finite(dist.bound),
         "std_used": _finite(dist.std_used),
     }
-
-
-def summarize(t: torch.Tensor, dist: Distribution, histogram_bins: int = 0) -> dict[str, Any]:
-    """The ``stats`` entry of one tensor: observed values first, then what the scheme promises."""
-    return {**observe(t, histogram_bins), **expected_fields(dist)}

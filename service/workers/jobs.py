@@ -33,16 +33,6 @@ class TensorJob:
     cpu_threads: int = 1
 
 
-def to_host(t: torch.Tensor) -> torch.Tensor:
-    """A contiguous CPU tensor with the same bytes (a copy only when the tensor is elsewhere)."""
-    if t.device.type != "cpu":
-        host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
-        host.copy_(t, non_blocking=True)
-        torch.cuda.current_stream(t.device).synchronize()
-        return host
-    return t.contiguous()
-
-
 class _Progress:
     """Queues each newly final byte range of the tensor being made (CPU, progressive mode)."""
 
