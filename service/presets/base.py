@@ -1,0 +1,223 @@
+"""What a model preset is: a reference class, its config fields, and a replay of its build and init.
+
+A preset answers what ``torch.manual_seed(seed); Reference(**config).state_dict()`` gives, without
+importing the reference library. Its ``build(config)`` constructs plain ``torch.nn`` modules whose
+``state_dict()`` has the reference's keys, in the reference's order, drawing from torch's global
+generators exactly as the reference does: every construction draw (a layer's default
+``reset_parameters``, a ``torch.randn`` in a constructor) on a tensor of the same shape and in the
+same order, then the reference's own init pass in its visiting order. The caller seeds and
+isolates the global generators (``engine.global_rng.seeded_global_rng``) and picks the device:
+``meta`` for planning (keys and shapes, nothing allocated), CPU for the real thing.
+
+Draw counts are never computed from guessed formulas: each draw is replayed on a tensor of the
+real shape, because torch's CPU ``normal_`` uses another algorithm under 16 elements and
+``trunc_normal_`` consumes a data-dependent amount.
+
+One file per preset defines a ``Preset`` (see ``service/presets/__init__.py`` for the table).
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+# JSON types a config field may take. "json" passes any JSON value through unchecked: fields that do
+# not change the state_dict (rope_scaling, id2label, ...) and that the reference merely stores.
+FIELD_TYPES = ("int", "float", "bool", "str", "json")
+
+
+class ConfigError(ValueError):
+    """A config the reference would refuse (or that names no field of it): ``field`` and why."""
+
+    def __init__(self, field: str | None, msg: str):
+        self.field, self.msg = field, msg
+        super().__init__(f"{field}: {msg}" if field else msg)
+
+
+@dataclass(frozen=True)
+class Field:
+    """One config field: the reference's name, JSON type and default.
+
+    ``nullable``: ``None`` is accepted (the reference's default may be ``None`` too).
+    ``minimum``: the smallest accepted value of a number (sizes are >= 1).
+    ``choices``: the only accepted values, when the reference allows a few.
+    ``affects_weights``: False for fields that do not change the state_dict (dropout, activation
+    names, token ids): accepted and echoed, documented as such.
+    """
+
+    name: str
+    type: str
+    default: Any
+    doc: str = ""
+    nullable: bool = False
+    minimum: float | None = None
+    choices: tuple[Any, ...] | None = None
+    affects_weights: bool = True
+
+    def __post_init__(self) -> None:
+        assert self.type in FIELD_TYPES, self.type
+
+    def check(self, value: Any) -> Any:
+        """The value as the reference would take it, or ``ConfigError``. JSON booleans are never numbers."""
+        if value is None:
+            if self.nullable or self.type == "json":
+                return None
+            raise ConfigError(self.name, f"must be {self._kind()}, not null")
+        if self.type == "json":
+            return value
+        if self.type == "bool":
+            if not isinstance(value, bool):
+                raise ConfigError(self.name, f"must be a boolean (true or false); got {value!r}")
+        elif self.type == "int":
+            if isinstance(value, bool) or not isinstance(value, int):
+                if isinstance(value, float) and value.is_integer() and not isinstance(value, bool):
+                    value = int(value)
+                else:
+                    raise ConfigError(self.name, f"must be an integer; got {value!r}")
+        elif self.type == "float":
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(self.name, f"must be a number; got {value!r}")
+            value = float(value)
+            if not math.isfinite(value):
+                raise ConfigError(self.name, f"must be finite; got {value!r}")
+        elif self.type == "str" and not isinstance(value, str):
+            raise ConfigError(self.name, f"must be a string; got {value!r}")
+        if self.choices is not None and value not in self.choices:
+            raise ConfigError(self.name, f"must be one of {list(self.choices)}; got {value!r}")
+        if self.minimum is not None and value < self.minimum:
+            raise ConfigError(self.name, f"must be at least {self.minimum:g}; got {value!r}")
+        return value
+
+    def _kind(self) -> str:
+        return {"int": "an integer", "float": "a number", "bool": "a boolean", "str": "a string"}.get(self.type, "a value")
+
+    def describe(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "type": self.type, "default": self.default, "nullable": self.nullable}
+        if self.minimum is not None:
+            d["minimum"] = self.minimum
+        if self.choices is not None:
+            d["choices"] = list(self.choices)
+        d["affects_weights"] = self.affects_weights
+        if self.doc:
+            d["doc"] = self.doc
+        return d
+
+
+def size(name: str, default: int, doc: str = "") -> Field:
+    """A size field: an integer of at least 1."""
+    return Field(name, "int", default, doc, minimum=1)
+
+
+def inert(name: str, type: str, default: Any, doc: str = "", nullable: bool = False) -> Field:
+    """A field the reference accepts that does not change the state_dict."""
+    return Field(name, type, default, doc or "does not change the weights", nullable=nullable, affects_weights=False)
+
+
+@dataclass(frozen=True)
+class InitRule:
+    """How the reference initializes the keys that match ``pattern`` (a regular expression matched
+    against the whole key), in words, e.g. ``normal(0, 0.02)``."""
+
+    pattern: str
+    words: str
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A reference class and its replay.
+
+    ``check(config) -> warnings``: the reference's own validation on a config with every field
+    filled in (defaults included): ``ConfigError`` where the reference raises, and the text of what it
+    merely warns about. ``build(config) -> nn.Module``: the replay, on the current default device,
+    drawing from the global generators (the caller seeds and isolates them); its ``state_dict()`` is
+    the answer.
+    """
+
+    name: str
+    library: str
+    reference: str  # the constructor call, e.g. "transformers.GPT2LMHeadModel(transformers.GPT2Config(**config))"
+    versions: str  # the library versions whose bytes and key names this replay matches, e.g. ">=4.46,<6"
+    fields: tuple[Field, ...]
+    build: Callable[[Mapping[str, Any]], nn.Module]
+    check: Callable[[Mapping[str, Any]], list[str]] = field(default=lambda config: [])
+    rules: tuple[InitRule, ...] = ()
+    doc: str = ""
+
+    def field_names(self) -> list[str]:
+        return [f.name for f in self.fields]
+
+    def defaults(self) -> dict[str, Any]:
+        return {f.name: f.default for f in self.fields}
+
+    def resolve(self, config: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+        """Every field filled in and checked, and the reference's warnings; ``ConfigError`` otherwise."""
+        by_name = {f.name: f for f in self.fields}
+        for name in config:
+            if name not in by_name:
+                close = difflib.get_close_matches(name, list(by_name), n=3)
+                hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+                raise ConfigError(
+                    name, f"{self.name} has no config field {name!r}; {hint}fields: {', '.join(by_name)}"
+                )
+        resolved = {f.name: f.check(config[f.name]) if f.name in config else f.default for f in self.fields}
+        return resolved, list(self.check(resolved))
+
+    def rule_for(self, key: str) -> str | None:
+        for rule in self.rules:
+            if re.fullmatch(rule.pattern, key):
+                return rule.words
+        return None
+
+
+@dataclass(frozen=True)
+class PresetEntry:
+    """One state_dict entry of a preset: key, shape, dtype name, parameter or buffer, and whether it
+    shares its storage with an earlier key (tied weights)."""
+
+    key: str
+    shape: tuple[int, ...]
+    dtype: str
+    parameter: bool
+    tied_to: str | None
+    itemsize: int
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel * self.itemsize
+
+
+_DTYPE_NAMES = {torch.float32: "float32", torch.int64: "int64", torch.float16: "float16",
+                torch.bfloat16: "bfloat16", torch.float64: "float64", torch.bool: "bool"}
+
+
+def entries_of(module: nn.Module) -> list[PresetEntry]:
+    """Every ``state_dict()`` entry of ``module`` in order; tied entries name the first key sharing them."""
+    parameters = {key for key, _ in module.named_parameters(remove_duplicate=False)}
+    first: dict[int, str] = {}
+    out = []
+    for key, t in module.state_dict(keep_vars=True).items():
+        ident = id(t)
+        tied = first.get(ident)
+        first.setdefault(ident, key)
+        out.append(PresetEntry(key, tuple(t.shape), _DTYPE_NAMES[t.dtype], key in parameters, tied, t.element_size()))
+    return out
+
+
+def summary(entries: Sequence[PresetEntry]) -> dict[str, int]:
+    """``parameters`` (tied tensors once), ``elements`` (every key), ``bytes`` (every key, as stored)."""
+    return {
+        "parameters": sum(e.numel for e in entries if e.parameter and e.tied_to is None),
+        "elements": sum(e.numel for e in entries),
+        "bytes": sum(e.nbytes for e in entries),
+    }
