@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from preset_digests import cases_for, digest
+from tests.preset_digests import cases_for, digest
 from service.presets import PRESETS
 from service.presets.replay import meta_entries, replay
 
