@@ -6,6 +6,13 @@ lifespan, and stops there, in phases (see ``lifespan``).
 
 from __future__ import annotations
 
+import os
+
+# orthogonal_'s QR runs in MKL, whose results depend on the CPU's code path unless conditional
+# numerical reproducibility is pinned; MKL reads this once, so it is set before torch loads (every
+# import below may load it). ``service.cli`` does the same for ``initsvc serve``.
+os.environ.setdefault("MKL_CBWR", "COMPATIBLE")
+
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,7 +27,7 @@ from service.api.auth import ApiKeyMiddleware, PublicPaths
 from service.api.body_limit import BodyLimitMiddleware
 from service.api.metrics import Metrics, MetricsMiddleware
 from service.api.request_log import RequestLogMiddleware, configure_logging
-from service.api.routes import catalog, health, metrics, modules, playground, tensors
+from service.api.routes import catalog, health, metrics, models, modules, playground, tensors
 from service.settings import Settings
 from service.workers.pool import WorkerPool
 
@@ -61,7 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     handlers.install(app)
-    for router in (tensors.router, modules.router, catalog.router, health.router, playground.router, metrics.router):
+    for router in (tensors.router, modules.router, models.router, catalog.router, health.router, playground.router, metrics.router):
         app.include_router(router)
     add_middleware(app, settings)
     return app

@@ -101,7 +101,7 @@ class Field:
     def describe(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "type": self.type, "default": self.default, "nullable": self.nullable}
         if self.minimum is not None:
-            d["minimum"] = self.minimum
+            d["minimum"] = int(self.minimum) if self.type == "int" else self.minimum
         if self.choices is not None:
             d["choices"] = list(self.choices)
         d["affects_weights"] = self.affects_weights

@@ -25,7 +25,7 @@ BINARY_RESPONSE = {200: _OK, 412: {"description": "If-None-Match matched this re
 URL_RESPONSE = {200: _OK, 304: {"description": "If-None-Match matched this response's ETag."}}
 
 
-def _cache_control(plan: Plan) -> str:
+def cache_control(plan: Plan) -> str:
     if not plan.seeded:
         return "no-store"
     if plan.concrete_device:
@@ -50,7 +50,7 @@ async def get_tensor(request: Request, settings: SettingsDep, pool: PoolDep) -> 
     `Cache-Control: public, max-age=31536000, immutable`; without a seed, `no-store`. `HEAD` gives the
     headers alone, with the exact `Content-Length`."""
     plan = plan_tensor(request_from_query(list(request.query_params.multi_items())), settings, pool)
-    return await answer(request, plan, pool, _cache_control(plan))
+    return await answer(request, plan, pool, cache_control(plan))
 
 
 @router.head("/tensor", responses={**URL_RESPONSE, **ERROR_RESPONSES}, response_class=Response)

@@ -1,0 +1,164 @@
+"""From a validated ``ModelRequest`` to a plan: the preset, its config, the keys, every limit, before
+anything is allocated.
+
+In order, each step cheap enough to come before the next:
+
+1. request-level rules (``rng``, ``histogram_bins``) and the preset's name (a near miss gets a
+   "did you mean");
+2. the config: every field the reference's config class names, with its defaults, checked as the
+   reference checks it (``ConfigError`` names the field), and the reference's warnings kept;
+3. the model built on ``meta`` (no memory, no draws), stopping early past ``INITSVC_MAX_TENSORS``:
+   every ``state_dict`` key, shape and dtype;
+4. ``tensors``: each key exists (unknown keys are listed beside a few valid ones);
+5. the limits on the answer: tensors, elements per tensor, and the answer's bytes
+   (``INITSVC_MAX_REQUEST_BYTES``, the message suggests ``tensors``). The admission slot counts what
+   the job really holds: the whole model in float32 while it is built, plus any cast copies.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from service.api.planning import Plan
+from service.engine.checks import check_size
+from service.engine.devices import base_provenance
+from service.engine.rng import DTYPES, draw_seed
+from service.errors import LimitExceeded, RecipeError
+from service.presets import PRESETS, ConfigError, Preset, PresetEntry
+from service.presets.replay import TooManyTensors, meta_entries
+from service.schemas.models import ModelRequest
+from service.settings import Settings
+from service.workers.model_jobs import ModelJob, run_model_job
+from service.workers.pool import WorkerPool
+
+# How many keys a "no such key" message lists.
+LISTED_KEYS = 12
+
+
+def find_preset(name: str, loc: tuple) -> Preset:
+    """The preset called ``name``; a 422 at ``loc`` listing them (with a "did you mean") otherwise."""
+    preset = PRESETS.get(name)
+    if preset is not None:
+        return preset
+    by_lower = {n.lower(): n for n in PRESETS}
+    close = [by_lower[c] for c in difflib.get_close_matches(name.lower(), list(by_lower), n=2, cutoff=0.5)]
+    close += [n for n in PRESETS if n.split("/")[-1].lower() == name.split("/")[-1].lower() and n not in close]
+    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    raise RecipeError.at(loc, f"no model preset {name!r}; {hint}presets: {', '.join(PRESETS)}", "literal_error")
+
+
+def resolve_config(preset: Preset, config: Mapping[str, Any], loc: tuple) -> tuple[dict[str, Any], list[str]]:
+    """Every field filled in and checked; a ``ConfigError`` becomes a 422 naming the field under ``loc``."""
+    try:
+        return preset.resolve(config)
+    except ConfigError as exc:
+        raise RecipeError.at((*loc, exc.field) if exc.field else loc, exc.msg) from None
+
+
+def plan_entries(preset: Preset, config: Mapping[str, Any], settings: Settings, loc: tuple) -> list[PresetEntry]:
+    """The state_dict the config gives, from a build on ``meta``; a build the reference's own
+    constructor would refuse (a size torch cannot make) is a 422 on the config."""
+    try:
+        return meta_entries(preset, config, budget=4 * settings.max_tensors)
+    except TooManyTensors:
+        raise LimitExceeded(
+            "the model has too many parameters and buffers", settings.max_tensors + 1, settings.max_tensors,
+            "INITSVC_MAX_TENSORS",
+        ) from None
+    except (ValueError, TypeError, AssertionError, RuntimeError, OverflowError) as exc:
+        raise RecipeError.at(loc, f"{preset.name} cannot be built with this config: {exc}") from None
+
+
+def _no_such_key(key: str, entries: Sequence[PresetEntry]) -> str:
+    keys = [e.key for e in entries]
+    close = difflib.get_close_matches(key, keys, n=3)
+    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    shown = ", ".join(keys[:LISTED_KEYS]) + (f", ... ({len(keys)} keys)" if len(keys) > LISTED_KEYS else "")
+    return f"the model has no state_dict key {key!r}; {hint}keys: {shown}"
+
+
+def select(entries: list[PresetEntry], tensors: list[str] | None) -> list[PresetEntry]:
+    """The entries asked for, in the order asked (all, in state_dict order, without ``tensors``)."""
+    if tensors is None:
+        return entries
+    by_key = {e.key: e for e in entries}
+    seen: set[str] = set()
+    chosen = []
+    for i, key in enumerate(tensors):
+        if key not in by_key:
+            raise RecipeError.at(("tensors", i), _no_such_key(key, entries))
+        if key in seen:
+            raise RecipeError.at(("tensors", i), f"{key!r} is listed more than once")
+        seen.add(key)
+        chosen.append(by_key[key])
+    return chosen
+
+
+def answer_dtype(entry: PresetEntry, dtype: str) -> str:
+    """Floating tensors are cast to the request's dtype; integer buffers keep theirs."""
+    return dtype if entry.dtype in DTYPES else entry.dtype
+
+
+def check_limits(entries: list[PresetEntry], chosen: list[PresetEntry], dtype: str, settings: Settings) -> tuple[int, int]:
+    """The answer's bytes and the bytes the job holds at its peak; 413s past the limits."""
+    if len(chosen) > settings.max_tensors:
+        raise LimitExceeded(
+            f"the answer has {len(chosen)} tensors; ask for fewer with 'tensors'", len(chosen), settings.max_tensors,
+            "INITSVC_MAX_TENSORS",
+        )
+    for e in chosen:
+        check_size(e.shape, answer_dtype(e, dtype), settings.max_elements, where=f"{e.key}: shape")
+    answer_bytes = sum(e.numel * DTYPES[dtype].itemsize if e.dtype in DTYPES else e.nbytes for e in chosen)
+    if answer_bytes > settings.max_request_bytes:
+        raise LimitExceeded(
+            f"the answer takes {answer_bytes} bytes in {dtype}; ask for some keys with 'tensors'",
+            answer_bytes, settings.max_request_bytes, "INITSVC_MAX_REQUEST_BYTES",
+        )
+    built = sum(e.nbytes for e in entries if e.tied_to is None)
+    cast = answer_bytes if dtype != "float32" else 0
+    return answer_bytes, built + cast
+
+
+def plan_model(req: ModelRequest, settings: Settings, pool: WorkerPool, config_loc: tuple = ("config",)) -> Plan:
+    """``config_loc``: where config fields sit in the request (``("config",)`` in a body, ``()`` in a query)."""
+    if req.rng != "torch":
+        raise RecipeError.at(
+            ("rng",),
+            f"rng {req.rng!r}: portable mode does not cover model presets in v1 (the references draw from torch's "
+            "own generators); use rng 'torch'",
+        )
+    if req.histogram_bins > settings.max_histogram_bins:
+        raise RecipeError.at(
+            ("histogram_bins",), f"histogram_bins must be at most {settings.max_histogram_bins}; got {req.histogram_bins}"
+        )
+    preset = find_preset(req.model, ("model",))
+    config, warnings = resolve_config(preset, req.config, config_loc)
+    entries = plan_entries(preset, config, settings, config_loc or ("model",))
+    chosen = select(entries, req.tensors)
+    answer_bytes, held_bytes = check_limits(entries, chosen, req.dtype, settings)
+    device = pool.resolve("cpu")  # the references build on the CPU in float32
+
+    seed = req.seed if req.seed is not None else draw_seed()
+    normalized = req.model_dump(mode="json")
+    normalized.update(seed=seed, config=config, tensor_order=[e.key for e in chosen])
+    return Plan(
+        job=ModelJob(
+            preset=preset, config=config, seed=seed, dtype=req.dtype, keys=tuple(e.key for e in chosen),
+            histogram_bins=req.histogram_bins, with_stats=req.stats, warnings=tuple(warnings),
+        ),
+        device=device,
+        seed=seed,
+        request=normalized,
+        provenance={
+            **base_provenance(device),
+            "rng": req.rng,
+            "reference": {"library": preset.library, "constructor": preset.reference, "versions": preset.versions},
+        },
+        nbytes=held_bytes,
+        filename=preset.name.rsplit("/", 1)[-1],
+        seeded=req.seed is not None,
+        concrete_device=True,
+        run=run_model_job,
+    )

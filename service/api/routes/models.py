@@ -1,0 +1,161 @@
+"""``/v1/model`` and ``/v1/models``: well-known architectures' from-scratch ``state_dict``s (model presets)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from service.api.deps import PoolDep, SettingsDep
+from service.api.handlers import ERROR_RESPONSES
+from service.api.model_planning import find_preset, plan_model
+from service.api.routes.tensors import BINARY_RESPONSE, URL_RESPONSE, cache_control
+from service.api.serving import answer
+from service.engine.devices import base_provenance
+from service.errors import RecipeError
+from service.presets import PRESETS, Field, Preset
+from service.presets.base import summary
+from service.presets.replay import meta_entries
+from service.schemas.models import ModelRequest, ModelsCatalog
+
+router = APIRouter(prefix="/v1", tags=["models"])
+
+# Query parameters of the GET form that are not config fields.
+REQUEST_PARAMETERS = ("seed", "dtype", "stats", "tensors", "histogram_bins", "rng")
+_INT = re.compile(r"^[+-]?[0-9]+$")
+_NUMBER = re.compile(r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$")
+_BOOLEANS = {"true": True, "false": False}
+
+
+@router.post("/model", responses={**BINARY_RESPONSE, **ERROR_RESPONSES}, response_class=Response)
+async def post_model(body: ModelRequest, request: Request, settings: SettingsDep, pool: PoolDep) -> Response:
+    """A model preset's whole from-scratch `state_dict`, bit-identical, key for key, to
+    `torch.manual_seed(seed); Reference(**config).state_dict()` built on the CPU in float32, each floating
+    tensor then cast to `dtype` (integer buffers keep theirs). See `GET /v1/models` for the presets, their
+    config fields and the library versions they match.
+
+    `tensors` keeps only those keys (same bytes as in the whole answer). Tied weights appear under each of
+    their keys. Each tensor's stats carry `init`, the reference's init rule for it in words; the normalized
+    request's `tensor_order` lists the keys in `state_dict` order. The answer counts against
+    `INITSVC_MAX_REQUEST_BYTES`.
+    \f
+    Planning builds the model on `meta` (no memory, no draws) in the threadpool; the build itself runs on the
+    CPU worker, admitted like every job."""
+    plan = await run_in_threadpool(plan_model, body, settings, pool)
+    return await answer(request, plan, pool)
+
+
+def _query_error(loc: tuple, msg: str, type_: str = "value_error") -> RequestValidationError:
+    return RequestValidationError([{"loc": ("query", *loc), "msg": msg, "type": type_}])
+
+
+def _config_value(field: Field | None, name: str, text: str) -> Any:
+    """A config field's query text as the JSON value its type takes (unknown names pass through
+    as text: the preset then refuses them by name)."""
+    if text == "null":
+        return None
+    kind = field.type if field is not None else "str"
+    if kind == "int" and _INT.match(text):
+        return int(text)
+    if kind == "float" and _NUMBER.match(text):
+        return float(text)
+    if kind == "bool" and text in _BOOLEANS:
+        return _BOOLEANS[text]
+    if kind == "json":
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+    if kind in ("int", "float", "bool"):
+        what = {"int": "an integer", "float": "a number", "bool": "true or false"}[kind]
+        raise _query_error((name,), f"{name} must be {what}; got {text!r}")
+    return text
+
+
+def model_request_from_query(preset: Preset, pairs: list[tuple[str, str]]) -> ModelRequest:
+    """``?seed=0&n_layer=2&tensors=a,b`` → the same ``ModelRequest`` a POST body would give."""
+    fields = {f.name: f for f in preset.fields}
+    body: dict[str, Any] = {"model": preset.name, "config": {}}
+    seen: set[str] = set()
+    for key, text in pairs:
+        if key in seen:
+            raise _query_error((key,), f"{key} is given more than once")
+        seen.add(key)
+        if key in REQUEST_PARAMETERS and key not in fields:
+            if key in ("seed", "histogram_bins"):
+                if not _INT.match(text):
+                    raise _query_error((key,), f"{key} must be a non-negative integer; got {text!r}")
+                body[key] = int(text)
+            elif key == "stats":
+                if text not in _BOOLEANS:
+                    raise _query_error((key,), f"stats must be true or false; got {text!r}")
+                body[key] = _BOOLEANS[text]
+            elif key == "tensors":
+                body[key] = [k.strip() for k in text.split(",") if k.strip()]
+            else:
+                body[key] = text
+        else:
+            body["config"][key] = _config_value(fields.get(key), key, text)
+    try:
+        return ModelRequest.model_validate(body, strict=False)
+    except ValidationError as exc:
+        errors = [
+            {"loc": ("query", *(e["loc"][1:] if e["loc"][:1] == ("config",) else e["loc"])), "msg": e["msg"], "type": e["type"]}
+            for e in exc.errors()
+        ]
+        raise RequestValidationError(errors) from None
+
+
+@router.get("/model/{name:path}", responses={**URL_RESPONSE, **ERROR_RESPONSES}, response_class=Response)
+async def get_model(name: str, request: Request, settings: SettingsDep, pool: PoolDep) -> Response:
+    """The same request as a URL: `/v1/model/transformers/GPT2LMHeadModel?seed=0&n_layer=2&n_embd=64`.
+
+    Config fields go by name (`true`/`false`, numbers, `null`; a JSON-typed field takes JSON text);
+    `tensors` is comma-separated; `seed`, `dtype`, `stats`, `histogram_bins` as in the body. With an
+    explicit `seed` the answer carries `Cache-Control: public, max-age=31536000, immutable` (presets are
+    always built on the CPU); without one, `no-store`. `HEAD` gives the headers alone."""
+    try:
+        preset = find_preset(name, ("model",))
+    except RecipeError as exc:
+        raise _query_error(("model",), exc.problems[0].msg, "literal_error") from None
+    body = model_request_from_query(preset, list(request.query_params.multi_items()))
+    plan = await run_in_threadpool(plan_model, body, settings, pool, ())
+    return await answer(request, plan, pool, cache_control(plan))
+
+
+@router.head("/model/{name:path}", responses={**URL_RESPONSE, **ERROR_RESPONSES}, response_class=Response)
+async def head_model(name: str, request: Request, settings: SettingsDep, pool: PoolDep) -> Response:
+    """The headers `GET /v1/model/{name}` would send (exact `Content-Length`, `ETag`), without the body."""
+    return await get_model(name, request, settings, pool)
+
+
+@functools.cache
+def _catalog() -> dict[str, Any]:
+    models = {}
+    for name, preset in PRESETS.items():
+        entries = meta_entries(preset, preset.defaults())
+        models[name] = {
+            "library": preset.library,
+            "reference": preset.reference,
+            "versions": preset.versions,
+            "doc": preset.doc,
+            "fields": [f.describe() for f in preset.fields],
+            "default_config": {**summary(entries), "tensors": len(entries)},
+        }
+    facts = base_provenance("cpu")
+    return {"models": models, "torch": facts["torch"], "cpu_capability": facts.get("cpu_capability")}
+
+
+@router.get("/models", response_model=ModelsCatalog)
+async def list_models() -> dict[str, Any]:
+    """The model presets: for each, the reference constructor it replays, the library and the version range
+    whose keys and bytes it matches, every config field with its type and default (and whether it changes the
+    weights), and the default config's size: parameters (tied tensors once), state_dict elements and bytes
+    (every key), and its number of keys."""
+    return await run_in_threadpool(_catalog)
