@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import service  # noqa: E402,F401  (sets MKL_CBWR before torch loads)
+import service.app  # noqa: E402,F401  (sets MKL_CBWR before torch loads)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

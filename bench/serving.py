@@ -27,7 +27,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import service  # noqa: E402,F401  (MKL_CBWR before torch)
+import service.app  # noqa: E402,F401  (MKL_CBWR before torch)
 import torch  # noqa: E402
 
 from bench._servers import peak_rss_bytes, reset_peak_rss, rss_bytes, serve  # noqa: E402

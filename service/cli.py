@@ -16,6 +16,10 @@ shared options and value parsers in ``cli_options``.
 from __future__ import annotations
 
 import os
+
+# Pinned before anything loads torch, as in ``service.app`` (``serve`` runs the server in this
+# process); the client commands never load torch, so it changes nothing for them.
+os.environ.setdefault("MKL_CBWR", "COMPATIBLE")
 from typing import Any, get_args
 
 import click

@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 
-import service  # noqa: F401  (sets MKL_CBWR before torch loads)
+import service.app  # noqa: F401  (sets MKL_CBWR before torch loads)
 
 import httpx
 import pytest

@@ -261,17 +261,19 @@ def test_a_retry_after_beyond_the_cap_is_raised_at_once_with_its_value():
     assert delays == [] and caught.value.retry_after == 3600.0
 
 
-def test_a_refused_connection_is_retried_then_raised():
+def test_a_refused_connection_is_raised_at_once_without_retries():
     delays: list[float] = []
+    attempts: list[httpx.Request] = []
 
     def refuse(request: httpx.Request) -> httpx.Response:
+        attempts.append(request)
         raise httpx.ConnectError("connection refused", request=request)
 
     with InitClient("http://initsvc.test", retries=2, transport=httpx.MockTransport(refuse),
                     sleep=delays.append) as client:
         with pytest.raises(httpx.ConnectError):
             client.schemes()
-    assert delays == [0.5, 1.0]
+    assert delays == [] and len(attempts) == 1
 
 
 def test_422_is_not_retried_and_keeps_every_problem():
@@ -443,3 +445,13 @@ def test_retry_after_forms(header, seconds):
     from service.client.errors import parse_retry_after
 
     assert parse_retry_after(header) == seconds
+
+
+def test_the_clients_enumerations_are_the_servers():
+    from typing import get_args
+
+    from service.client import _requests
+    from service.schemas import requests as schemas
+
+    assert get_args(_requests.DType) == get_args(schemas.DType)
+    assert get_args(_requests.Rng) == get_args(schemas.Rng)

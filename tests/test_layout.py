@@ -27,12 +27,23 @@ def test_fans_and_gains_are_plain_python():
     assert "torch" not in loaded and "numpy" not in loaded
 
 
-def test_importing_the_package_sets_mkl_cbwr_before_torch():
-    out = subprocess.run(
-        [sys.executable, "-c", "import os, service; print(os.environ['MKL_CBWR'])"],
-        capture_output=True, text=True, check=True, env={"PATH": "/usr/bin:/bin"},
-    ).stdout
-    assert out.strip() == "COMPATIBLE"
+def _mkl_cbwr_after(statement: str) -> str:
+    code = f"import os, sys; {statement}; print(os.environ.get('MKL_CBWR'), 'torch' in sys.modules)"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={"PATH": "/usr/bin:/bin"}).stdout.strip()
+
+
+def test_the_server_entry_points_set_mkl_cbwr_before_torch():
+    # uvicorn's import path, and the CLI that runs `initsvc serve` (before it has loaded torch)
+    assert _mkl_cbwr_after("import service.app") == "COMPATIBLE True"
+    assert _mkl_cbwr_after("import service.cli") == "COMPATIBLE False"
+
+
+def test_importing_the_package_or_the_client_changes_nothing_in_the_process():
+    assert _mkl_cbwr_after("import service") == "None False"
+    assert _mkl_cbwr_after("import service.client, service.client.portable") == "None False"
+    loaded = _loaded_after("import service.client, service.client.portable")
+    assert not loaded & {"torch", "pydantic", "fastapi", "starlette", "service.schemas", "service.api"}
 
 
 def test_readme_lists_every_setting_and_starts_with_the_two_commands():

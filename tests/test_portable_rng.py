@@ -402,7 +402,7 @@ def test_parameters_follow_torch_formulas():
 
 
 def test_client_reexport_does_not_import_torch():
-    code = "import sys, service.client.portable as p; p.generate({'scheme': 'normal'}, [2], 0); print('torch' in sys.modules)"
+    code = "import sys, service.client.portable as p; p.generate([2], 'normal', 0); print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
 

@@ -60,7 +60,7 @@ def test_service_equals_numpy_client_and_node(http, case, node_digests):
     r = _service(http, case)
     got = as_bytes(load(r.content)["weight"])
     expected = np.ascontiguousarray(
-        generate(case["recipe"], case["shape"], case["seed"], 0, case["dtype"], case["slice"])
+        generate(case["shape"], case["recipe"], case["seed"], 0, case["dtype"], case["slice"])
     ).tobytes()
     assert got == expected
     assert node_digests[case["id"]] == hashlib.sha256(got).hexdigest()
@@ -87,10 +87,10 @@ def test_tensors_use_their_position_as_tid_and_an_own_seed_uses_tid_0(http):
     got = load(r.content)
     seed = 2**64 - 1
     expected = {
-        "a": generate(entries[0]["init"], [5, 7], seed, 0),
-        "b": generate(entries[1]["init"], [5, 7], seed, 1),
-        "c": generate(entries[2]["init"], [9], 77, 0),
-        "d": generate(entries[3]["init"], [3, 300], seed, 3, "bfloat16"),
+        "a": generate([5, 7], entries[0]["init"], seed, 0),
+        "b": generate([5, 7], entries[1]["init"], seed, 1),
+        "c": generate([9], entries[2]["init"], 77, 0),
+        "d": generate([3, 300], entries[3]["init"], seed, 3, "bfloat16"),
     }
     for name, array in expected.items():
         assert as_bytes(got[name]) == np.ascontiguousarray(array).tobytes(), name
@@ -99,7 +99,7 @@ def test_tensors_use_their_position_as_tid_and_an_own_seed_uses_tid_0(http):
 def test_portable_slices_via_get(http):
     q = {"shape": "64,32", "scheme": "kaiming_normal", "seed": "9", "rng": "portable-v1", "slice": "10:20,5:6", "device": "cpu"}
     got = as_bytes(load(http.get("/v1/tensor", params=q).content)["weight"])
-    assert got == np.ascontiguousarray(generate({"scheme": "kaiming_normal"}, [64, 32], 9, 0, "float32", [(10, 20), (5, 6)])).tobytes()
+    assert got == np.ascontiguousarray(generate([64, 32], "kaiming_normal", 9, 0, "float32", "10:20,5:6")).tobytes()
 
 
 def test_orthogonal_is_422_in_portable_mode(http):
@@ -118,3 +118,16 @@ def test_a_truncation_window_under_1e_4_is_422(http):
 def test_schemes_catalog_says_which_rng_serves_each_scheme(http):
     schemes = http.get("/v1/schemes").json()["schemes"]
     assert schemes["orthogonal"]["rng"] == ["torch"] and schemes["normal"]["rng"] == ["torch", "portable-v1"]
+
+
+def test_generate_takes_the_shape_first_and_the_old_order_warns():
+    import warnings
+
+    new = generate([6, 5], "normal", 3, std=0.02, slice="1:4,:")
+    assert new.tobytes() == generate([6, 5], {"scheme": "normal", "std": 0.02}, 3, slice=[[1, 4], None]).tobytes()
+    with pytest.warns(DeprecationWarning, match="shape first"):
+        old = generate({"scheme": "normal", "std": 0.02}, [6, 5], 3, slice=[(1, 4), None])
+    assert old.tobytes() == new.tobytes()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        generate((6, 5), "zeros", 0)

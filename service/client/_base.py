@@ -35,20 +35,19 @@ from service.client._answers import (
     read_summary,
     read_tensor_set,
 )
-from service.client._requests import BINARY, JSON, Call, recipe_call, shape_text
+from service.client._requests import BINARY, JSON, Call, DType, Rng, recipe_call, shape_text
 from service.client.errors import InitServiceError, error_from_response
-from service.schemas.requests import DType, Rng
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 # Generous read timeout: with stats on, the first byte waits until the whole tensor is made.
 DEFAULT_TIMEOUT = httpx.Timeout(300.0, connect=10.0)
 RETRY_STATUSES = frozenset({429, 503})
-RETRIED_CONNECT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout)
 
 
 @dataclass
 class RetryPolicy:
-    """Retry 429 and 503 (and connections that never opened) up to ``retries`` times.
+    """Retry 429 and 503 up to ``retries`` times. A connection that cannot be opened is not
+    retried: nothing is listening there, and waiting would only hide it (``httpx.ConnectError``).
 
     The wait is the server's ``Retry-After`` when it sent one, else ``backoff_s * 2**attempt``,
     capped at ``backoff_max_s``. A ``Retry-After`` longer than ``backoff_max_s`` is not waited
@@ -63,11 +62,11 @@ class RetryPolicy:
         if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
             raise ValueError(f"retries must be a non-negative integer; got {self.retries!r}")
 
-    def delay(self, attempt: int, error: InitServiceError | None) -> float | None:
+    def delay(self, attempt: int, error: InitServiceError) -> float | None:
         """Seconds to wait before attempt ``attempt + 1``, or ``None`` to give up."""
-        if attempt >= self.retries or (error is not None and error.status not in RETRY_STATUSES):
+        if attempt >= self.retries or error.status not in RETRY_STATUSES:
             return None
-        if error is not None and error.retry_after is not None:
+        if error.retry_after is not None:
             return error.retry_after if error.retry_after <= self.backoff_max_s else None
         return min(self.backoff_max_s, self.backoff_s * 2**attempt)
 
@@ -158,27 +157,53 @@ class BaseClient:
         call = recipe_call(layers=layers, overrides=overrides, seed=seed, dtype=dtype, device=device, **fields)
         return read_tensor_set(await self._fetch(call), as_numpy)
 
+    async def model(
+        self,
+        name: str,
+        config: Mapping[str, Any] | None = None,
+        seed: int | None = None,
+        dtype: DType = "float32",
+        tensors: Sequence[str] | str | None = None,
+        stats: bool = True,
+        histogram_bins: int = 0,
+        as_numpy: bool = False,
+        **fields: Any,
+    ) -> TensorSet:
+        """The ``state_dict`` of a model preset (``POST /v1/model``), as its library initializes it.
+
+        ``client.model("transformers/GPT2LMHeadModel", {"n_layer": 2}, seed=0)``. ``config`` holds
+        the preset's fields (``models()`` lists them with their defaults); ``tensors`` the keys
+        wanted (a list or ``"key,key"``; ``None``: all of them). ``fields`` are further body
+        fields. Returns what ``module`` returns: a ``TensorSet`` keyed as the model's
+        ``state_dict``.
+        """
+        call = recipe_call(model=name, config=config, seed=seed, dtype=dtype, tensors=tensors, stats=stats,
+                           histogram_bins=histogram_bins, **fields)
+        return read_tensor_set(await self._fetch(call), as_numpy)
+
     async def stats(
         self, shape: Any = None, scheme: str | None = None, *, init: Mapping[str, Any] | None = None,
-        tensors: Any = None, layers: Any = None, overrides: Any = None, **options: Any,
+        tensors: Any = None, layers: Any = None, overrides: Any = None, model: str | None = None,
+        **options: Any,
     ) -> Summary:
         """Stats, normalized request and provenance without the data (``Accept: application/json``).
-        Takes what ``tensor`` takes, or ``tensors=`` / ``layers=`` for the other endpoints."""
+        Takes what ``tensor`` takes, or ``tensors=`` / ``layers=`` / ``model=`` for the other
+        endpoints."""
         call = recipe_call(shape, scheme, init=init, tensors=tensors, layers=layers, overrides=overrides,
-                           accept=JSON, **options)
+                           model=model, accept=JSON, **options)
         return read_summary(await self._content(call))
 
     async def download(
         self, shape: Any = None, scheme: str | None = None, *, path: str | os.PathLike[str] | IO[bytes],
         progress: Progress | None = None, init: Mapping[str, Any] | None = None, tensors: Any = None,
-        layers: Any = None, overrides: Any = None, **options: Any,
+        layers: Any = None, overrides: Any = None, model: str | None = None, **options: Any,
     ) -> Download:
         """Stream the safetensors answer to ``path`` (a file name, or a binary file object) without
         holding it in memory. ``progress(done, total)`` is called after each chunk; ``total`` is the
         ``Content-Length``, or ``None`` when the server sent none. A file name is written under
         ``<path>.part`` and renamed when complete. Takes what ``stats`` takes."""
         call = recipe_call(shape, scheme, init=init, tensors=tensors, layers=layers, overrides=overrides,
-                           accept=BINARY, **options)
+                           model=model, accept=BINARY, **options)
         response = await self._open(call)
         try:
             if not isinstance(path, str | os.PathLike):
@@ -207,6 +232,14 @@ class BaseClient:
         """``GET /v1/layers``: the layer types ``module`` accepts, with their arguments."""
         return json.loads(await self._content(Call("GET", "/v1/layers")))
 
+    async def models(self) -> dict[str, Any]:
+        """``GET /v1/models``: preset name -> library, reference, versions, doc, config fields
+        (name, type, default, nullable, affects_weights...) and the default config's size."""
+        return (await self._models_answer())["models"]
+
+    async def _models_answer(self) -> dict[str, Any]:
+        return json.loads(await self._content(Call("GET", "/v1/models")))
+
     async def gain(self, nonlinearity: str, param: float | None = None) -> float:
         """``torch.nn.init.calculate_gain(nonlinearity, param)``, computed by the server."""
         params = {"nonlinearity": nonlinearity} | ({} if param is None else {"param": param})
@@ -229,22 +262,16 @@ class BaseClient:
         while True:
             request = self._http.build_request(call.method, call.path, json=call.body, params=call.params,
                                                headers={"accept": call.accept})
+            response = await self._send(request)
+            if response.is_success:
+                return response
             try:
-                response = await self._send(request)
-            except RETRIED_CONNECT_ERRORS:
-                delay = self.retry.delay(attempt, None)
-                if delay is None:
-                    raise
-            else:
-                if response.is_success:
-                    return response
-                try:
-                    error = error_from_response(response.status_code, response.headers, await self._read(response))
-                finally:
-                    await self._close(response)
-                delay = self.retry.delay(attempt, error)
-                if delay is None:
-                    raise error
+                error = error_from_response(response.status_code, response.headers, await self._read(response))
+            finally:
+                await self._close(response)
+            delay = self.retry.delay(attempt, error)
+            if delay is None:
+                raise error
             await self._pause(delay)
             attempt += 1
 

@@ -1,5 +1,6 @@
 """What the client sends: a ``Call`` (method, path, body or query, and the representation wanted),
-and the JSON bodies of ``/v1/tensor``, ``/v1/tensors`` and ``/v1/module`` built from Python values.
+and the JSON bodies of ``/v1/tensor``, ``/v1/tensors``, ``/v1/module`` and ``/v1/model`` built from
+Python values.
 
 Shapes, seeds and slices are accepted in the forms Python code holds them (tuples, ``torch.Size``,
 numpy integers, ``slice`` objects, numpy notation); anything else is sent as it is, for the server
@@ -11,7 +12,12 @@ from __future__ import annotations
 import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+
+# The body's enumerations, as docs/api.md lists them (the server's schemas are not imported: the
+# client-only distribution has no pydantic; tests/test_client.py checks the two agree).
+DType = Literal["float16", "bfloat16", "float32", "float64"]
+Rng = Literal["torch", "portable-v1"]
 
 BINARY = "application/octet-stream"
 JSON = "application/json"
@@ -39,19 +45,21 @@ def recipe_call(
     tensors: Any = None,
     layers: Any = None,
     overrides: Any = None,
+    model: str | None = None,
     accept: str = BINARY,
     **options: Any,
 ) -> Call:
-    """``/v1/tensor`` for ``shape``, ``/v1/tensors`` for ``tensors``, ``/v1/module`` for ``layers``.
+    """``/v1/tensor`` for ``shape``, ``/v1/tensors`` for ``tensors``, ``/v1/module`` for ``layers``,
+    ``/v1/model`` for ``model`` (a preset name such as ``"transformers/GPT2LMHeadModel"``).
 
     For one tensor, ``options`` named in ``TOP_LEVEL`` are body fields and the rest are the
     scheme's parameters; for the others every option is a body field. ``None`` means "the
     server's default" and is left out.
     """
-    choices = (("shape", shape), ("tensors", tensors), ("layers", layers))
+    choices = (("shape", shape), ("tensors", tensors), ("layers", layers), ("model", model))
     given = [what for what, value in choices if value is not None]
     if len(given) != 1:
-        raise TypeError(f"pass exactly one of shape, tensors or layers; got {given or 'none'}")
+        raise TypeError(f"pass exactly one of shape, tensors, layers or model; got {given or 'none'}")
     options = {k: integer(v) if k in INTEGER_FIELDS else v for k, v in options.items() if v is not None}
     if shape is not None:
         top = {k: v for k, v in options.items() if k in TOP_LEVEL}
@@ -61,6 +69,10 @@ def recipe_call(
         raise TypeError("scheme and init go inside each entry of tensors= (or overrides=), not beside it")
     if tensors is not None:
         return Call("POST", "/v1/tensors", {**options, "tensors": tensor_list(tensors)}, accept=accept)
+    if model is not None:
+        if overrides is not None:
+            raise TypeError("overrides= goes with layers=, not model=")
+        return Call("POST", "/v1/model", model_body(model, options), accept=accept)
     body = {**options, "layers": layers}
     if overrides is not None:
         body["overrides"] = override_list(overrides)
@@ -173,3 +185,16 @@ def override_list(overrides: Any) -> list[dict[str, Any]]:
     if isinstance(overrides, Mapping):
         return [{"param": name, "init": dict(spec)} for name, spec in overrides.items()]
     return [dict(item) for item in overrides]
+
+
+def model_body(model: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"model", "config", "seed", "dtype", "tensors", ...}``: ``tensors`` (the keys wanted) may be
+    a list or ``"key,key"``; ``config`` a mapping of the preset's fields."""
+    body: dict[str, Any] = {"model": model, **options}
+    if isinstance(body.get("tensors"), str):
+        body["tensors"] = [key.strip() for key in body["tensors"].split(",") if key.strip()]
+    elif body.get("tensors") is not None:
+        body["tensors"] = list(body["tensors"])
+    if body.get("config") is not None:
+        body["config"] = dict(body["config"])
+    return body

@@ -8,7 +8,7 @@ torch's keyword names and are already validated (``checks.py``). Two schemes nee
   even when given a generator. We restate its six lines with the mask drawn from the request's
   private CPU stream (on a CPU tensor that is the values' generator, as in the reference script).
 * ``orthogonal_``'s QR depends on MKL's code path and thread count, so it runs with
-  ``MKL_CBWR=COMPATIBLE`` (set in ``service/__init__.py`` before torch loads) and exactly
+  ``MKL_CBWR=COMPATIBLE`` (set by ``service.app`` and ``service.cli`` before torch loads) and exactly
   ``qr_threads`` intra-op threads; in float16/bfloat16 torch has no QR, so it runs in float32
   and is cast (``rng.compute_dtype``).
 """
@@ -94,6 +94,20 @@ def sparse_(t: torch.Tensor, p: Mapping[str, Any], s: Streams, qr_threads: int) 
     return t
 
 
+def dirac_(t: torch.Tensor, p: Mapping[str, Any], s: Streams, qr_threads: int) -> torch.Tensor:
+    """``torch.nn.init.dirac_``: zeros, and 1 at the centre of each kernel of the first
+    ``min(shape[0] // groups, shape[1])`` channel pairs of each group; draws nothing.
+
+    On a zero-element tensor torch's loop still indexes the centre of a zero-size kernel
+    dimension (``[2, 2, 0]`` raises IndexError), while its sibling fills treat zero elements as
+    a no-op; here such a tensor is left as it is (it has nothing to set), as ``docs/api.md`` says.
+    Every other shape goes to torch unchanged.
+    """
+    if t.numel() == 0:
+        return t
+    return init.dirac_(t, p["groups"])
+
+
 def _kaiming(fn):
     def fill(t, p, s, qr_threads):
         return fn(t, p["a"], p["mode"], torch_nonlinearity(p["nonlinearity"]), generator=s.values)
@@ -125,7 +139,7 @@ SCHEMES: dict[str, Scheme] = {
     "ones": Scheme(lambda t, p, s, q: init.ones_(t), ANY, random=False),
     "zeros": Scheme(lambda t, p, s, q: init.zeros_(t), ANY, random=False),
     "eye": Scheme(lambda t, p, s, q: init.eye_(t), EXACTLY_2D, random=False),
-    "dirac": Scheme(lambda t, p, s, q: init.dirac_(t, p["groups"]), CONV_3_TO_5D, random=False),
+    "dirac": Scheme(dirac_, CONV_3_TO_5D, random=False),
     "xavier_uniform": Scheme(_xavier(init.xavier_uniform_), AT_LEAST_2D),
     "xavier_normal": Scheme(_xavier(init.xavier_normal_), AT_LEAST_2D),
     "kaiming_uniform": Scheme(_kaiming(init.kaiming_uniform_), AT_LEAST_2D),
