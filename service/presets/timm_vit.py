@@ -2,8 +2,8 @@
 
 Versions: timm >= 1.0.23, < 1.0.32. Up to 1.0.22 the constructor drew ``pos_embed`` itself
 (``trunc_normal_`` at construction), which shifts every later draw; from 1.0.23 on ``pos_embed`` and
-``cls_token`` start as ``torch.empty`` and are drawn by ``init_weights``. The sources of 1.0.23 and
-1.0.31 agree on everything replayed here (``VisionTransformer.__init__`` and ``init_weights``,
+``cls_token`` start as ``torch.empty`` and are drawn by ``init_weights``. The sources of 1.0.23,
+1.0.26, 1.0.29 and 1.0.31 agree on everything replayed here (``VisionTransformer.__init__`` and ``init_weights``,
 ``Block``, ``Attention``, ``Mlp``, ``PatchEmbed``, ``LayerScale``, ``named_apply``,
 ``layers/weight_init.py``); the reference digests are timm 1.0.31's.
 
