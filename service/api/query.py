@@ -15,6 +15,7 @@ from typing import Any
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
+from service.api.handlers import did_you_mean
 from service.schemas.recipes import RECIPE_MODELS
 from service.schemas.requests import TensorRequest
 
@@ -75,7 +76,11 @@ def request_from_query(params: list[tuple[str, str]]) -> TensorRequest:
     scheme = raw.pop("scheme")
     model = RECIPE_MODELS.get(scheme)
     if model is None:
-        raise _error(("scheme",), f"scheme must be one of: {', '.join(RECIPE_MODELS)}; got {scheme!r}", "literal_error")
+        guess = did_you_mean(scheme, RECIPE_MODELS)
+        hint = f"did you mean {guess!r}? " if guess else ""
+        raise _error(
+            ("scheme",), f"unknown scheme {scheme!r}; {hint}scheme must be one of: {', '.join(RECIPE_MODELS)}", "literal_error"
+        )
     body: dict[str, Any] = {"shape": parse_int_list(raw.pop("shape"), "shape")}
     init: dict[str, Any] = {"scheme": scheme}
     if "gain_nonlinearity" in raw:
@@ -107,9 +112,11 @@ def request_from_query(params: list[tuple[str, str]]) -> TensorRequest:
         if "gain" in model.model_fields:
             allowed += ["gain_nonlinearity", "gain_param"]
         unknown = sorted(raw)
+        guess = did_you_mean(unknown[0], allowed)
+        hint = f" (did you mean {guess!r}?)" if guess else ""
         raise _error(
             (unknown[0],),
-            f"unknown query parameter(s) {unknown} for scheme {scheme!r}; allowed: {', '.join(allowed)}",
+            f"unknown query parameter(s) {unknown} for scheme {scheme!r}{hint}; allowed: {', '.join(allowed)}",
             "extra_forbidden",
         )
     try:

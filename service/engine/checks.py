@@ -63,6 +63,18 @@ def _range_problem(scheme: str, dtype: str, low: float, high: float, loc: tuple)
     )
 
 
+def _culprits(scheme: str, p: Mapping[str, Any], dtype: str) -> tuple[str, ...]:
+    """The fields to blame when a one-call draw's range does not fit ``dtype``: for ``uniform``
+    the bound that does not fit (both when each fits but their distance does not); for
+    ``normal`` the mean when it alone does not fit, else the std; otherwise the scale factor."""
+    if scheme == "uniform":
+        bad = tuple(f for f in ("a", "b") if not _fits(dtype, p[f], p[f]))
+        return bad or ("a", "b")
+    if scheme == "normal":
+        return ("mean",) if not _fits(dtype, p["mean"], p["mean"]) else ("std",)
+    return (next((f for f in ("gain", "scale", "std", "a") if f in p), "scheme"),)
+
+
 def _value_problems(scheme: str, p: Mapping[str, Any], shape: tuple[int, ...], dtype: str) -> list[Problem]:
     """Every value the scheme can make must be finite in the dtype torch computes it in."""
     work_dtype = compute_dtype(scheme, dtype)
@@ -88,8 +100,9 @@ def _value_problems(scheme: str, p: Mapping[str, Any], shape: tuple[int, ...], d
     if dist.draw is not None:
         op, p1, p2 = dist.draw
         low, high = (p1, p2) if op == "uniform" else (p1 - NORMAL_REACH_STDS * p2, p1 + NORMAL_REACH_STDS * p2)
-        field = next((f for f in ("gain", "a", "b", "std", "mean", "scale") if f in p), "scheme")
-        return [] if _fits(work_dtype, low, high) else [_range_problem(scheme, work_dtype, low, high, ("init", field))]
+        if _fits(work_dtype, low, high):
+            return []
+        return [_range_problem(scheme, work_dtype, low, high, ("init", f)) for f in _culprits(scheme, p, work_dtype)]
     if dist.std_used is not None:  # sparse, truncated variance scaling: normal draws
         reach = NORMAL_REACH_STDS * dist.std_used
         field = "std" if "std" in p else "scale"

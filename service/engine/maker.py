@@ -6,9 +6,10 @@ passes the request's ``Streams``.
 
 from __future__ import annotations
 
+import math
+import re
 import threading
 import warnings
-import math
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from service.engine.portable import portable_fill
 from service.engine.rng import DTYPES, Streams, compute_dtype, open_streams
 from service.engine.schemes import SCHEMES
 from service.engine.stats import StatsAccumulator, expected_fields
+from service.errors import InitServiceError, RecipeError
 
 # warnings.catch_warnings swaps process-wide state (Python < 3.14), so captures take turns.
 _WARNINGS_LOCK = threading.RLock()
@@ -100,9 +102,50 @@ class MadeTensor:
 ReadyCallback = Callable[[torch.Tensor, int], None]
 
 
+# What torch raises on arguments it refuses: ValueError ("Mode ... not supported"), IndexError
+# (an index past a zero-size dimension), ZeroDivisionError (a fan of 0 in a std), RuntimeError
+# (a kernel's own argument check). Anything else from a filler (KeyError, TypeError, ...) is a bug.
+TORCH_REFUSALS = (ValueError, IndexError, ZeroDivisionError, RuntimeError)
+# torch's words for our fields, where they differ.
+_TORCH_NAMES = {"negative_slope": "a"}
+
+
+def _blamed_field(spec: TensorSpec, exc: BaseException) -> tuple[str, ...]:
+    """The recipe field torch's refusal points at: the first parameter its message names (in
+    torch's words or ours), else the shape (indexing and division errors come from its sizes)."""
+    if not isinstance(exc, (IndexError, ZeroDivisionError)):
+        for word in re.findall(r"[A-Za-z_]+", str(exc)):
+            word = _TORCH_NAMES.get(word.lower(), word.lower())
+            if word in spec.params:
+                return ("init", word)
+    return ("shape",)
+
+
+@contextmanager
+def recipe_guard(spec: TensorSpec) -> Iterator[None]:
+    """Turn what torch raises on this recipe into a ``RecipeError`` naming the field (a 422), so
+    no input reaches torch unguarded. Out-of-memory and our own errors pass through (the worker
+    maps out-of-memory to a 503); anything else is a bug and stays one (a 500)."""
+    try:
+        yield
+    except InitServiceError:
+        raise
+    except TORCH_REFUSALS as exc:
+        if isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower():
+            raise
+        raise RecipeError.at(
+            _blamed_field(spec, exc),
+            f"torch cannot make {spec.scheme} with {dict(spec.params)} on shape {list(spec.shape)} "
+            f"in {spec.dtype}: {type(exc).__name__}: {exc}",
+        ) from exc
+
+
 def fill(t: torch.Tensor, spec: TensorSpec, streams: Streams, qr_threads: int = 1) -> list[str]:
-    """Fill ``t`` (allocated with the spec's shape and dtype) in place; return torch's warnings."""
-    with captured_warnings() as messages, torch.no_grad():
+    """Fill ``t`` (allocated with the spec's shape and dtype) in place; return torch's warnings.
+
+    Every ``torch.nn.init`` call on a recipe (one tensor, a list of them, a module's overrides,
+    portable mode's deterministic schemes) goes through here, behind ``recipe_guard``."""
+    with recipe_guard(spec), captured_warnings() as messages, torch.no_grad():
         SCHEMES[spec.scheme].fill(t, spec.params, streams, qr_threads)
     return messages
 

@@ -14,6 +14,7 @@ import math
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainValidator,
@@ -31,6 +32,17 @@ Nonlinearity = Literal[
 ]
 FanMode = Literal["fan_in", "fan_out"]
 VarianceMode = Literal["fan_in", "fan_out", "fan_avg"]
+
+
+def _lower(value: Any) -> Any:
+    """torch matches ``mode`` case-insensitively (``mode.lower()``), and so does docs/api.md:
+    ``"FAN_OUT"`` is ``"fan_out"``, and the normalized request says ``"fan_out"``."""
+    return value.lower() if isinstance(value, str) else value
+
+
+# ``mode`` as torch reads it: any case, normalized to lower case before the Literal is checked.
+CaseFreeFanMode = Annotated[FanMode, BeforeValidator(_lower)]
+CaseFreeVarianceMode = Annotated[VarianceMode, BeforeValidator(_lower)]
 VarianceDistribution = Literal["truncated_normal", "normal", "uniform"]
 
 Number = Annotated[float, Field(allow_inf_nan=False)]
@@ -64,9 +76,10 @@ def _gain_validator(minimum: float | None):
             except ValidationError as exc:
                 first = exc.errors()[0]
                 where = ".".join(str(part) for part in first["loc"])
-                raise PydanticCustomError(
-                    "gain", "gain.{where}: {msg}", {"where": where, "msg": first["msg"]}
-                ) from None
+                msg = first["msg"]
+                if first["type"] == "extra_forbidden":
+                    msg = f"{msg}; allowed: {', '.join(GainSpec.model_fields)}"
+                raise PydanticCustomError("gain", "gain.{where}: {msg}", {"where": where, "msg": msg}) from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise PydanticCustomError(
                 "gain", "gain must be a number or {{nonlinearity, param}}; got {value}", {"value": repr(value)}
@@ -197,8 +210,8 @@ class XavierNormalInit(StrictModel):
 
 _KAIMING_A = "The negative slope of the rectifier used after this layer (only used with 'leaky_relu')."
 _KAIMING_MODE = (
-    "Either 'fan_in' (default) or 'fan_out'. 'fan_in' preserves the magnitude of the variance of the weights "
-    "in the forward pass; 'fan_out' preserves the magnitudes in the backwards pass."
+    "Either 'fan_in' (default) or 'fan_out', in any case (torch lower-cases it). 'fan_in' preserves the magnitude "
+    "of the variance of the weights in the forward pass; 'fan_out' preserves the magnitudes in the backwards pass."
 )
 _KAIMING_NONLINEARITY = "The non-linear function, recommended only with 'relu' or 'leaky_relu' (default)."
 
@@ -208,7 +221,7 @@ class KaimingUniformInit(StrictModel):
 
     scheme: Literal["kaiming_uniform"]
     a: Number = Field(0.0, description=_KAIMING_A)
-    mode: FanMode = Field("fan_in", description=_KAIMING_MODE)
+    mode: CaseFreeFanMode = Field("fan_in", description=_KAIMING_MODE)
     nonlinearity: Nonlinearity = Field("leaky_relu", description=_KAIMING_NONLINEARITY)
 
 
@@ -217,7 +230,7 @@ class KaimingNormalInit(StrictModel):
 
     scheme: Literal["kaiming_normal"]
     a: Number = Field(0.0, description=_KAIMING_A)
-    mode: FanMode = Field("fan_in", description=_KAIMING_MODE)
+    mode: CaseFreeFanMode = Field("fan_in", description=_KAIMING_MODE)
     nonlinearity: Nonlinearity = Field("leaky_relu", description=_KAIMING_NONLINEARITY)
 
 
@@ -241,7 +254,9 @@ class VarianceScalingInit(StrictModel):
 
     scheme: Literal["variance_scaling"]
     scale: Positive = Field(1.0, description="Scaling factor of the variance (> 0).")
-    mode: VarianceMode = Field("fan_in", description="Which fan n is: 'fan_in', 'fan_out' or 'fan_avg'.")
+    mode: CaseFreeVarianceMode = Field(
+        "fan_in", description="Which fan n is: 'fan_in', 'fan_out' or 'fan_avg' (any case, as torch's mode.lower())."
+    )
     distribution: VarianceDistribution = Field(
         "truncated_normal", description="'truncated_normal' (std corrected for truncation at ±2σ), 'normal' or 'uniform'."
     )
