@@ -64,7 +64,7 @@ def device_facts(device: str) -> dict[str, object]:
 
 
 def base_provenance(device: str) -> dict[str, object]:
-    """Provenance common to every tensor made on ``device`` (SPEC §4)."""
+    """Provenance common to every tensor made on ``device`` (docs/api.md §4.7)."""
     facts = {k: v for k, v in device_facts(device).items() if k != "memory_bytes"}
     return {"torch": torch.__version__, "service_version": service.__version__, **facts}
 

@@ -60,7 +60,7 @@ class TensorSpec:
     with_stats: bool = True
     # [start, stop) per dimension: the answer is full[start0:stop0, ...]; fans come from ``shape``.
     slice: tuple[tuple[int, int], ...] | None = None
-    rng: str = "torch"  # or "portable-v1" (SPEC §3.1), drawn from (seed, tid) alone
+    rng: str = "torch"  # or "portable-v1" (docs/api.md §3.1), drawn from (seed, tid) alone
     tid: int = 0
 
 

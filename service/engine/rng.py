@@ -3,7 +3,7 @@
 The service never touches torch's global RNG: it is process-wide state shared by concurrent
 requests. A fresh ``torch.Generator(dev).manual_seed(seed)`` draws exactly what the global
 generator of ``dev`` draws after ``torch.manual_seed(seed)``, so private generators give the
-same bytes as the reference script of SPEC §3.
+same bytes as the reference script of docs/api.md §3.
 """
 
 from __future__ import annotations

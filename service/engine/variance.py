@@ -2,7 +2,7 @@
 
 One general rule, ``variance_scaling_``; ``lecun_normal_`` and ``lecun_uniform_`` are one-line
 specialisations, and ``trunc_normal_tf_`` is the TensorFlow-style truncated normal they use.
-Every draw is ``torch.nn.init``'s own, from the caller's generator (SPEC §3)::
+Every draw is ``torch.nn.init``'s own, from the caller's generator (docs/api.md §3)::
 
     v = scale / n,   n = fan_in | fan_out | (fan_in + fan_out) / 2      (by ``mode``)
     truncated_normal: trunc_normal_tf(0, sqrt(v) / 0.87962566103423978, -2, 2)
