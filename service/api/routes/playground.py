@@ -2,8 +2,9 @@
 
 The page is plain HTML, CSS and JavaScript modules in ``service/static/playground/`` with no build
 step and nothing fetched from outside the server: it calls the public API (``/v1/schemes``,
-``/v1/devices``, ``POST /v1/tensor`` in JSON mode, ``/v1/layers``, ``POST /v1/module``) like any
-other client. Only the files listed in ``ASSETS`` are served, so no path reaches outside the
+``/v1/devices``, ``POST /v1/tensor`` in JSON mode and ``GET /v1/tensor`` for the values the
+68-95-99.7 table counts, ``/v1/layers``, ``POST /v1/module``, ``GET /v1/models``, ``POST /v1/model``)
+like any other client. Only the files listed in ``ASSETS`` are served, so no path reaches outside the
 folder.
 """
 
@@ -29,6 +30,9 @@ ASSETS = {
     "snippets.js": "text/javascript; charset=utf-8",
     "tensor-view.js": "text/javascript; charset=utf-8",
     "module-view.js": "text/javascript; charset=utf-8",
+    "model-view.js": "text/javascript; charset=utf-8",
+    "rule.js": "text/javascript; charset=utf-8",
+    "url.js": "text/javascript; charset=utf-8",
     "format.js": "text/javascript; charset=utf-8",
 }
 # Revalidate on every load (the ETag makes that a 304), so a new release is picked up at once.

@@ -1,10 +1,14 @@
-// Entry point: load the catalog and the devices, then start the tensor view; the module view
-// starts the first time its tab is opened. Tabs follow the WAI-ARIA tabs pattern (arrow keys,
-// Home/End), and the address's #module opens the module view.
+// Entry point: load the catalog and the devices, then start the tensor view; the module and
+// model views start the first time their tab is opened. Tabs follow the WAI-ARIA tabs pattern
+// (arrow keys, Home/End). The address holds the whole view (see url.js): the tensor recipe in the
+// query, the open tab and its state in the hash (#module?..., #model?...), and "Share this view"
+// copies it.
 
 import { getJSON } from "./api.js";
+import { ModelView } from "./model-view.js";
 import { ModuleView } from "./module-view.js";
 import { TensorView } from "./tensor-view.js";
+import { onUrlChange, readHash, setHash } from "./url.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -17,7 +21,7 @@ function announce(text) {
 
 function setupTabs(onShow) {
   const tabs = [...document.querySelectorAll('[role="tab"]')];
-  const select = (tab, focus) => {
+  const select = (tab, focus, params) => {
     for (const t of tabs) {
       const selected = t === tab;
       t.setAttribute("aria-selected", String(selected));
@@ -25,22 +29,47 @@ function setupTabs(onShow) {
       $(t.getAttribute("aria-controls")).hidden = !selected;
     }
     if (focus) tab.focus();
-    const view = tab.dataset.view;
-    history.replaceState(null, "", view === "tensor" ? `${location.pathname}${location.search}` : `${location.pathname}${location.search}#${view}`);
-    onShow(view);
+    onShow(tab.dataset.view, params);
   };
   for (const tab of tabs) {
-    tab.addEventListener("click", () => select(tab, false));
+    tab.addEventListener("click", () => select(tab, false, null));
     tab.addEventListener("keydown", (event) => {
       const i = tabs.indexOf(tab);
       const next = { ArrowRight: i + 1, ArrowLeft: i - 1, Home: 0, End: tabs.length - 1 }[event.key];
       if (next === undefined) return;
       event.preventDefault();
-      select(tabs[(next + tabs.length) % tabs.length], true);
+      select(tabs[(next + tabs.length) % tabs.length], true, null);
     });
   }
-  const initial = tabs.find((t) => `#${t.dataset.view}` === location.hash) || tabs[0];
-  select(initial, false);
+  const { view, params } = readHash();
+  const initial = tabs.find((t) => t.dataset.view === view) || tabs[0];
+  select(initial, false, params);
+}
+
+function setupShare() {
+  const link = $("share-link");
+  onUrlChange((href) => { link.href = href; });
+  link.href = location.href;
+  link.addEventListener("click", async (event) => {
+    event.preventDefault();
+    const href = location.href;
+    let copied = true;
+    try {
+      await navigator.clipboard.writeText(href);
+    } catch {
+      const area = document.createElement("textarea");
+      area.value = href;
+      area.setAttribute("readonly", "");
+      area.className = "offscreen";
+      document.body.append(area);
+      area.select();
+      copied = document.execCommand("copy");
+      area.remove();
+    }
+    $("share-status").textContent = copied ? "Link copied" : "Copy the address bar to share";
+    announce(copied ? "A link to this view is copied." : "Copy the address from the address bar.");
+    setTimeout(() => { $("share-status").textContent = ""; }, 2500);
+  });
 }
 
 async function main() {
@@ -58,10 +87,22 @@ async function main() {
   if (devices) {
     $("server-meta").textContent = `initsvc ${devices.service_version} \u00b7 torch ${devices.torch} \u00b7 ${devices.devices.map((d) => d.device).join(", ")}`;
   }
+  setupShare();
+  let current = "tensor";
+  // A view's state goes into the hash only while that view is the one shown.
+  const stateOf = (view) => (params) => { if (current === view) setHash(view, params); };
   const tensorView = new TensorView(catalog, devices, announce);
-  const moduleView = new ModuleView(devices, announce);
-  setupTabs((view) => {
-    if (view === "module") moduleView.start();
+  const moduleView = new ModuleView(devices, announce, stateOf("module"));
+  const modelView = new ModelView(announce, stateOf("model"));
+  setupTabs((view, params) => {
+    current = view;
+    if (view === "module" || view === "model") {
+      const shown = view === "module" ? moduleView : modelView;
+      setHash(view, shown.started ? shown.urlState() : params);
+      shown.start(params);
+    } else {
+      setHash("tensor", null);
+    }
   });
   document.body.dataset.ready = "true";
   return tensorView;

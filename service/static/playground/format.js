@@ -27,7 +27,9 @@ export function fmtTick(x, step) {
     const [m, e] = x.toExponential(2).split("e");
     return `${Number(m)}e${Number(e)}`.replace("-", MINUS);
   }
-  const decimals = Math.max(0, Math.min(8, -Math.floor(Math.log10(step) + 1e-9)));
+  // Enough decimals for the step itself: 0.25 apart needs two, not one (0.3 beside 0.5 misleads).
+  let decimals = Math.max(0, Math.min(8, -Math.floor(Math.log10(step) + 1e-9)));
+  while (decimals < 8 && Math.abs(Math.round(step * 10 ** decimals) - step * 10 ** decimals) > 1e-6) decimals += 1;
   return x.toFixed(decimals).replace("-", MINUS);
 }
 

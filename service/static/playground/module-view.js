@@ -88,8 +88,9 @@ function parseArg(text) {
 }
 
 export class ModuleView {
-  constructor(devices, announce) {
+  constructor(devices, announce, onState = () => {}) {
     this.announce = announce;
+    this.onState = onState; // called with the view's URL state whenever it changes
     this.latest = new LatestOnly();
     this.started = false;
     this.sendBins = true;
@@ -102,10 +103,42 @@ export class ModuleView {
     this.setState("idle");
   }
 
-  /** Called when the view is first shown: fetch the layer list, then initialize the example. */
-  async start() {
+  /** The view's state for the address: the layer list as typed (compact when it parses), seed, dtype, device. */
+  urlState() {
+    const params = new URLSearchParams();
+    let layers = $("layers-json").value;
+    try {
+      layers = JSON.stringify(JSON.parse(layers));
+    } catch {
+      // kept as typed, so a shared link shows the same (broken) text and its error
+    }
+    if (layers !== JSON.stringify(EXAMPLE)) params.set("layers", layers);
+    for (const [key, id, initial] of [["seed", "module-seed", "0"], ["dtype", "module-dtype", "float32"], ["device", "module-device", "auto"]]) {
+      if ($(id).value !== initial) params.set(key, $(id).value);
+    }
+    return params;
+  }
+
+  /**
+   * Called when the view is first shown, with the hash's state (or null): fetch the layer list,
+   * then initialize the layers from the address or the example.
+   */
+  async start(params) {
     if (this.started) return;
     this.started = true;
+    if (params && params.has("layers")) {
+      const text = params.get("layers");
+      try {
+        $("layers-json").value = formatLayers(JSON.parse(text));
+      } catch {
+        $("layers-json").value = text;
+      }
+    }
+    if (params) {
+      for (const [key, id] of [["seed", "module-seed"], ["dtype", "module-dtype"], ["device", "module-device"]]) {
+        if (params.has(key) && (id === "module-seed" || [...$(id).options].some((o) => o.value === params.get(key)))) $(id).value = params.get(key);
+      }
+    }
     for (const id of ["layers-json", "module-seed"]) $(id).addEventListener("input", () => this.schedule(false));
     for (const id of ["module-dtype", "module-device"]) $(id).addEventListener("change", () => this.schedule(true));
     $("layers-json").addEventListener("keydown", (event) => {
@@ -250,6 +283,7 @@ export class ModuleView {
   async run() {
     this.clearErrors();
     const { body, problem } = this.readBody();
+    this.onState(this.urlState());
     if (problem) {
       this.latest.next();
       $(problem[0]).textContent = problem[1];

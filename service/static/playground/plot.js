@@ -28,6 +28,13 @@ export function niceTicks(lo, hi, count) {
   return { ticks, step };
 }
 
+const BANDED = new Set(["normal", "truncated", "sparse", "orthogonal", "uniform"]);
+
+/** Whether the picture has +-1/2/3 sigma bands: around the drawn distribution's own mean and std. */
+export function hasBands(theory) {
+  return BANDED.has(theory.kind) && theory.spread > 0;
+}
+
 function xDomain(edges, theory) {
   let lo = edges[0];
   let hi = edges[edges.length - 1];
@@ -41,13 +48,18 @@ function xDomain(edges, theory) {
     lo = Math.min(lo, theory.low);
     hi = Math.max(hi, theory.high);
   }
+  if (hasBands(theory)) { // every band edge in view, so each of its labels is drawn
+    lo = Math.min(lo, theory.center - 3.25 * theory.spread);
+    hi = Math.max(hi, theory.center + 3.25 * theory.spread);
+  }
   const pad = (hi - lo) * 0.04 || 0.5;
   return [lo - pad, hi + pad];
 }
 
 /**
- * Draw into `container` (emptied first). `data`: {edges, counts, numel, theory, logY, title}.
- * Returns a short text description of the picture for screen readers.
+ * Draw into `container` (emptied first). `data`: {edges, counts, numel, theory, logY, density}:
+ * `density` puts probability density (count / (elements x bin width)) on the y axis instead of
+ * the count per bin. Returns a short text description of the picture for screen readers.
  */
 export function drawHistogram(container, data) {
   const { edges, counts, numel, theory, logY } = data;
@@ -58,30 +70,34 @@ export function drawHistogram(container, data) {
   const innerW = width - m.left - m.right;
   const innerH = height - m.top - m.bottom;
   const svg = el("svg", { viewBox: `0 0 ${width} ${height}`, width, height, class: "histogram", "aria-hidden": "true" });
+  svg.dataset.yAxis = data.density ? "density" : "count";
 
   const [x0, x1] = xDomain(edges, theory);
   const x = (v) => m.left + ((v - x0) / (x1 - x0)) * innerW;
   const binWidth = edges.length > 1 ? edges[1] - edges[0] : 1;
-  const density = expectedCounts(theory, numel, binWidth);
+  const expected = expectedCounts(theory, numel, binWidth);
+  // Heights are kept in counts per bin; `unit` turns a count into what the y axis shows.
+  const unit = data.density && numel > 0 && binWidth > 0 ? 1 / (numel * binWidth) : 1;
 
   // Heights: the tallest bar or the density's peak, whichever is higher.
   let peak = Math.max(1, ...counts);
   const curve = [];
-  if (density) {
+  if (expected) {
     const steps = Math.min(600, innerW);
     for (let i = 0; i <= steps; i += 1) {
       const v = x0 + ((x1 - x0) * i) / steps;
-      curve.push([v, density(v)]);
+      curve.push([v, expected(v)]);
     }
     if (theory.kind === "truncated" || theory.kind === "uniform") {
-      curve.push([theory.low, density(theory.low)], [theory.high, density(theory.high)]);
+      curve.push([theory.low, expected(theory.low)], [theory.high, expected(theory.high)]);
       curve.sort((a, b) => a[0] - b[0]);
     }
     peak = Math.max(peak, ...curve.map((p) => p[1]));
   }
+  const floor = 0.5; // the log scale's bottom, in counts: half an element
   const yTop = logY ? Math.log10(peak * 2) : peak * 1.08;
-  const yValue = (c) => (logY ? Math.log10(Math.max(c, 0.5)) - Math.log10(0.5) : c);
-  const yMax = logY ? yTop - Math.log10(0.5) : yTop;
+  const yValue = (c) => (logY ? Math.log10(Math.max(c, floor)) - Math.log10(floor) : c);
+  const yMax = logY ? yTop - Math.log10(floor) : yTop;
   const y = (c) => m.top + innerH - (yValue(c) / yMax) * innerH;
 
   const clipId = `clip-${Math.random().toString(36).slice(2, 9)}`;
@@ -92,20 +108,27 @@ export function drawHistogram(container, data) {
   svg.append(defs);
   const plotArea = el("g", { "clip-path": `url(#${clipId})` });
 
-  // Sigma bands (normal family), behind everything else.
-  const sigmaBands = theory.kind === "normal" || theory.kind === "truncated" || theory.kind === "sparse" || theory.kind === "orthogonal";
+  // Sigma bands around the drawn distribution's mean, in its own std, behind everything else.
+  // Each k has its own row of labels, written just outside the band's edges, so none overlap.
   const bandLabels = el("g", { class: "band-labels" });
-  if (sigmaBands && theory.sigma > 0) {
+  if (hasBands(theory)) {
     for (const k of [3, 2, 1]) {
-      const left = x(theory.mu - k * theory.sigma);
-      const right = x(theory.mu + k * theory.sigma);
-      plotArea.append(el("rect", { class: `band band-${k}`, x: left, y: m.top, width: Math.max(0, right - left), height: innerH }));
-      if (right - left > 34 || k === 1) {
-        for (const [pos, anchor, sign] of [[left, "start", MINUS_SIGN], [right, "end", "+"]]) {
-          if (pos > m.left + 4 && pos < m.left + innerW - 4) {
-            bandLabels.append(el("text", { class: "band-label", x: pos + (anchor === "start" ? 3 : -3), y: m.top + 12 + (3 - k) * 12, "text-anchor": anchor }, `${sign}${k}\u03c3`));
-          }
-        }
+      const lowEdge = theory.center - k * theory.spread;
+      const highEdge = theory.center + k * theory.spread;
+      const left = x(lowEdge);
+      const right = x(highEdge);
+      const band = el("rect", { class: `band band-${k}`, x: left, y: m.top, width: Math.max(0, right - left), height: innerH });
+      band.dataset.low = String(lowEdge);
+      band.dataset.high = String(highEdge);
+      plotArea.append(band);
+      const row = m.top + 12 + (k - 1) * 12;
+      const labelWidth = 22;
+      for (const [pos, side, sign] of [[left, -1, MINUS_SIGN], [right, 1, "+"]]) {
+        // Outside the edge where it fits, else just inside it.
+        let out = side;
+        if (pos + side * (3 + labelWidth) < m.left || pos + side * (3 + labelWidth) > m.left + innerW) out = -side;
+        const label = el("text", { class: `band-label band-label-${k}`, x: pos + out * 3, y: row, "text-anchor": out < 0 ? "end" : "start" }, `${sign}${k}\u03c3`);
+        bandLabels.append(label);
       }
     }
   }
@@ -113,20 +136,25 @@ export function drawHistogram(container, data) {
   // Axes grid and ticks.
   const gridY = el("g", { class: "grid" });
   const axisY = el("g", { class: "axis axis-y" });
+  const yLabel = (value, compact) => new Intl.NumberFormat("en-US", compact ? { notation: "compact", maximumFractionDigits: 2 } : { maximumSignificantDigits: 6 }).format(value);
   if (logY) {
-    for (let p = 0; 10 ** p <= peak * 2; p += 1) {
-      const c = 10 ** p;
+    // Powers of ten of what the axis shows, from the floor to the top.
+    const lowest = Math.ceil(Math.log10(floor * unit) - 1e-9);
+    const highest = Math.floor(Math.log10(peak * 2 * unit) + 1e-9);
+    for (let p = Math.max(lowest, highest - 12); p <= highest; p += 1) {
+      const c = 10 ** p / unit;
       gridY.append(el("line", { x1: m.left, x2: m.left + innerW, y1: y(c), y2: y(c) }));
-      axisY.append(el("text", { x: m.left - 8, y: y(c) + 4, "text-anchor": "end" }, new Intl.NumberFormat("en-US", { notation: "compact" }).format(c)));
+      const text = unit === 1 ? yLabel(10 ** p, true) : Math.abs(p) >= 4 ? `1e${p}`.replace("-", MINUS_SIGN) : yLabel(10 ** p, false);
+      axisY.append(el("text", { x: m.left - 8, y: y(c) + 4, "text-anchor": "end" }, text));
     }
   } else {
-    const { ticks } = niceTicks(0, yTop, narrow ? 4 : 5);
+    const { ticks, step } = niceTicks(0, yTop * unit, narrow ? 4 : 5);
     // One style per axis: 50,000 beside 100,000 reads well; 50K beside 1.5M too; not mixed.
-    const compact = ticks[ticks.length - 1] >= (narrow ? 1e3 : 1e5);
-    const label = new Intl.NumberFormat("en-US", compact ? { notation: "compact", maximumFractionDigits: 2 } : {});
+    const compact = unit === 1 && ticks[ticks.length - 1] >= (narrow ? 1e3 : 1e5);
     for (const t of ticks) {
-      gridY.append(el("line", { x1: m.left, x2: m.left + innerW, y1: y(t), y2: y(t) }));
-      axisY.append(el("text", { x: m.left - 8, y: y(t) + 4, "text-anchor": "end" }, label.format(t)));
+      gridY.append(el("line", { x1: m.left, x2: m.left + innerW, y1: y(t / unit), y2: y(t / unit) }));
+      const text = unit === 1 ? yLabel(t, compact) : fmtTick(t, step);
+      axisY.append(el("text", { x: m.left - 8, y: y(t / unit) + 4, "text-anchor": "end" }, text));
     }
   }
   svg.append(gridY);
@@ -177,7 +205,7 @@ export function drawHistogram(container, data) {
   }
 
   // Density curve.
-  if (density) {
+  if (expected) {
     const d = curve.map(([v, c], i) => `${i ? "L" : "M"}${x(v).toFixed(2)},${y(Math.max(c, logY ? 0.5 : 0)).toFixed(2)}`).join("");
     plotArea.append(el("path", { class: "density", d }));
   }
@@ -194,7 +222,7 @@ export function drawHistogram(container, data) {
   }
   axisX.append(el("text", { class: "axis-title", x: m.left + innerW / 2, y: height - 6, "text-anchor": "middle" }, "value"));
   svg.append(axisX);
-  axisY.append(el("text", { class: "axis-title", transform: `translate(13 ${m.top + innerH / 2}) rotate(-90)`, "text-anchor": "middle" }, logY ? "count per bin (log)" : "count per bin"));
+  axisY.append(el("text", { class: "axis-title y-title", transform: `translate(13 ${m.top + innerH / 2}) rotate(-90)`, "text-anchor": "middle" }, `${data.density ? "density" : "count per bin"}${logY ? " (log)" : ""}`));
   svg.append(axisY);
 
   container.replaceChildren(svg);

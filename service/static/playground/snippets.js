@@ -16,7 +16,7 @@ function shellQuote(text) {
   return `'${text.replace(/'/g, "'\\''")}'`;
 }
 
-/** GET /v1/tensor?...: the same recipe as query parameters (SPEC 4, "GET /v1/tensor"). */
+/** GET /v1/tensor?...: the same recipe as query parameters (docs/api.md §4.3). */
 export function downloadUrl(origin, recipe) {
   const query = new URLSearchParams();
   query.set("shape", recipe.shape.join(","));

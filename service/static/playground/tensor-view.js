@@ -1,13 +1,16 @@
 // The tensor view: a recipe form on the left; on the right the histogram of the tensor the
-// service made (JSON summary only, never the data), its stats against what the scheme should
-// give, and the same tensor as a download, a curl command and Python client code.
+// service made, the 68-95-99.7 rule (shares within 1, 2, 3 sigma, observed against expected), its
+// stats against what the scheme should give, and the same tensor as a download, a curl command
+// and Python client code. The recipe and the histogram's settings live in the page's query.
 
 import { ApiError, debounce, fieldOf, LatestOnly, postJSON } from "./api.js";
-import { describe, theoryFor } from "./density.js";
+import { describe, ruleNote, theoryFor } from "./density.js";
 import { buildParams, fitShape, parseShape } from "./form.js";
 import { DTYPE_BYTES, fmt, fmtBytes, fmtInt, fmtShape } from "./format.js";
-import { drawHistogram } from "./plot.js";
+import { drawHistogram, hasBands } from "./plot.js";
+import { COUNT_LIMIT, countFromHistogram, countWithin, fmtShare, readSafetensors, ruleRows } from "./rule.js";
 import { curlCommand, downloadUrl, pythonCode } from "./snippets.js";
+import { setQuery } from "./url.js";
 
 const $ = (id) => document.getElementById(id);
 const SEED_MAX = (1n << 64n) - 1n;
@@ -59,6 +62,15 @@ export class TensorView {
     if (query.has("scheme") && this.catalog[query.get("scheme")]) $("scheme").value = query.get("scheme");
     if (query.has("shape")) $("shape").value = query.get("shape").split(",").join(", ");
     for (const id of ["dtype", "device", "seed"]) if (query.has(id)) $(id).value = query.get(id);
+    if (query.has("bins")) {
+      const bins = query.get("bins");
+      if (/^[0-9]+$/.test(bins) && Number(bins) >= 1 && Number(bins) <= 1000) {
+        if (![...$("bins").options].some((o) => o.value === bins)) $("bins").append(new Option(bins, bins));
+        $("bins").value = bins;
+      }
+    }
+    $("log-y").checked = query.get("log") === "1";
+    $("y-axis").value = query.get("y") === "density" ? "density" : "count";
     const scheme = $("scheme").value;
     const remembered = {};
     for (const p of this.catalog[scheme].parameters) {
@@ -90,7 +102,12 @@ export class TensorView {
       this.showScheme(false);
       this.announce("Parameters reset to their defaults.");
     });
-    $("log-y").addEventListener("change", () => this.redraw());
+    for (const id of ["log-y", "y-axis"]) {
+      $(id).addEventListener("change", () => {
+        this.redraw();
+        this.syncUrl(this.readRecipe().recipe);
+      });
+    }
     $("tensor-form").addEventListener("submit", (event) => {
       event.preventDefault();
       this.schedule(true);
@@ -237,8 +254,9 @@ export class TensorView {
     }, 120);
     try {
       const answer = await postJSON("/v1/tensor", { ...recipe, histogram_bins: Number($("bins").value) }, signal);
-      this.render(recipe, answer);
+      const shown = this.render(recipe, answer);
       this.showStale(false);
+      await this.countRule(shown, signal);
       this.setState("ready");
     } catch (error) {
       if (error.name === "AbortError") return;
@@ -262,11 +280,16 @@ export class TensorView {
     $("stale-note").hidden = !shown;
   }
 
+  /** The recipe and the histogram's settings (bins, log scale, y axis) into the query. */
   syncUrl(recipe) {
     const url = new URL(downloadUrl(location.origin, recipe));
-    if (recipe.device === "auto") url.searchParams.delete("device");
-    if (recipe.dtype === "float32") url.searchParams.delete("dtype");
-    history.replaceState(null, "", `${location.pathname}?${url.searchParams.toString().replace(/%2C/g, ",")}${location.hash}`);
+    const query = url.searchParams;
+    if (recipe.device === "auto") query.delete("device");
+    if (recipe.dtype === "float32") query.delete("dtype");
+    if ($("bins").value !== "60") query.set("bins", $("bins").value);
+    if ($("log-y").checked) query.set("log", "1");
+    if ($("y-axis").value === "density") query.set("y", "density");
+    setQuery(query);
   }
 
   render(recipe, { data, headers }) {
@@ -294,6 +317,69 @@ export class TensorView {
     $("python-code").textContent = pythonCode(location.origin, used);
     const expected = stats.expected ? ` (expected ${fmt(stats.expected.std, 4)})` : "";
     this.announce(`Updated ${scheme}: mean ${fmt(stats.mean, 4)}, std ${fmt(stats.std, 4)}${expected}.`);
+    return { stats, theory, dtype: summary.dtype, url: link.href };
+  }
+
+  /**
+   * The 68-95-99.7 table: counted exactly from the tensor's own bytes (the same recipe and seed
+   * as a safetensors file) up to COUNT_LIMIT elements, else estimated from the histogram.
+   */
+  async countRule({ stats, theory, url }, signal) {
+    let counts = null;
+    let exact = false;
+    let how = "";
+    if (stats.numel > 0 && stats.numel <= COUNT_LIMIT) {
+      try {
+        const response = await fetch(url, { headers: { Accept: "application/octet-stream" }, signal });
+        if (!response.ok) throw new Error(`the server answered ${response.status}`);
+        const { dtype, values } = readSafetensors(await response.arrayBuffer());
+        counts = countWithin(values, dtype, theory.center, theory.spread);
+        exact = true;
+        how = `Observed: counted over all ${fmtInt(stats.numel)} values (|x \u2212 mean| \u2264 k\u03c3).`;
+      } catch (error) {
+        if (error.name === "AbortError" || signal.aborted) return;
+        how = `Could not fetch the values to count them (${error.message}); observed shares are estimated from the histogram.`;
+      }
+    } else if (stats.numel > COUNT_LIMIT) {
+      how = `Observed shares are estimated from the histogram (values spread evenly within each bin): over ${fmtInt(COUNT_LIMIT)} elements the page does not fetch the values to count them.`;
+    }
+    if (signal.aborted) return;
+    if (!counts && stats.histogram && stats.numel > 0) counts = countFromHistogram(stats.histogram, theory.center, theory.spread);
+    this.renderRule(ruleRows(theory, stats.numel, counts, exact), theory, how);
+  }
+
+  renderRule(rows, theory, how) {
+    const around = theory.sample
+      ? `the sample mean ${fmt(theory.center, 4)}, \u03c3 = the sample std ${fmt(theory.spread, 4)}`
+      : `the mean ${fmt(theory.center, 4)}, \u03c3 = ${fmt(theory.spread, 4)} (the std of the distribution drawn)`;
+    $("rule-lead").textContent = `Share of the values within \u00b1k\u03c3 of ${around}.`;
+    $("rule-body").replaceChildren(...rows.map((row) => {
+      const tr = document.createElement("tr");
+      tr.dataset.k = String(row.k);
+      const th = document.createElement("th");
+      th.scope = "row";
+      th.textContent = `\u00b1${row.k}\u03c3`;
+      const cell = (id, text, title) => {
+        const td = document.createElement("td");
+        td.id = `rule-${row.k}-${id}`;
+        td.textContent = text;
+        if (title) td.title = title;
+        return td;
+      };
+      const diff = row.observed !== null && row.expected !== null ? (row.observed - row.expected) * 100 : null;
+      const approx = row.exact || row.observed === null ? "" : "\u2248 ";
+      const count = row.count === null ? "\u2014" : row.exact ? fmtInt(row.count) : `\u2248 ${fmtInt(Math.round(row.count))}`;
+      tr.append(
+        th,
+        cell("interval", `[${fmt(row.low, 4)}, ${fmt(row.high, 4)}]`),
+        cell("count", count),
+        cell("observed", `${approx}${fmtShare(row.observed)}`),
+        cell("expected", row.expected === null ? "\u2014" : `${row.approx ? "\u2248 " : ""}${fmtShare(row.expected)}`),
+        cell("diff", diff === null ? "\u2014" : `${diff > 0 ? "+" : ""}${diff.toFixed(2).replace("-", "\u2212")} pp`, "observed \u2212 expected, in percentage points"),
+      );
+      return tr;
+    }));
+    $("rule-note").textContent = [ruleNote(theory), how].filter(Boolean).join(" ");
   }
 
   redraw() {
@@ -309,7 +395,7 @@ export class TensorView {
       plot.setAttribute("aria-label", empty.textContent);
       return;
     }
-    const text = drawHistogram(plot, { ...histogram, numel: stats.numel, theory, logY: $("log-y").checked });
+    const text = drawHistogram(plot, { ...histogram, numel: stats.numel, theory, logY: $("log-y").checked, density: $("y-axis").value === "density" });
     plot.setAttribute("aria-label", `${text} Expected: ${describe(theory, fmt)}.`);
   }
 
@@ -319,8 +405,9 @@ export class TensorView {
     if (curve) items.push(["swatch-line", `expected: ${describe(theory, fmt)}`]);
     else if (theory.kind === "point") items.push(["swatch-point", `expected: ${describe(theory, fmt)}`]);
     else items.push(["swatch-none", describe(theory, fmt)]);
-    if (["normal", "truncated", "sparse", "orthogonal"].includes(theory.kind) && theory.sigma > 0) {
-      items.push(["swatch-band", `\u00b11\u03c3, \u00b12\u03c3, \u00b13\u03c3 around ${fmt(theory.mu, 4)} (\u03c3 = ${fmt(theory.sigma, 4)})`]);
+    if (hasBands(theory)) {
+      const whose = theory.kind === "truncated" ? ", the truncated distribution's own std" : theory.kind === "sparse" ? ", zeros included" : "";
+      items.push(["swatch-band", `\u00b11\u03c3, \u00b12\u03c3, \u00b13\u03c3 around ${fmt(theory.center, 4)} (\u03c3 = ${fmt(theory.spread, 4)}${whose})`]);
     }
     if (theory.kind === "truncated") items.push(["swatch-cutoff", "cut-offs"]);
     if (theory.kind === "uniform") items.push(["swatch-bound", "bounds"]);
