@@ -1,4 +1,4 @@
-"""portable-v1 tensors in numpy: any recipe of SPEC §3.1, any slice, bounded memory.
+"""portable-v1 tensors in numpy: any recipe of docs/api.md §3.1, any slice, bounded memory.
 
 Element ``i`` (flat, row-major, of the full shape) of tensor ``tid`` is a pure function of
 ``(seed, tid, i)``, so a slice is made by generating its own elements only, in chunks of

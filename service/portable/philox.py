@@ -13,7 +13,7 @@ One call maps a 128-bit counter ``(c0, c1, c2, c3)`` and a 64-bit key ``(k0, k1)
 as Random123's ``philox4x32_R(10, ctr, key)``; its known answer for counter 0, key 0 is
 ``6627e8d5 e169c58d bc57ac4c 9b00dbd8``.
 
-portable-v1 layout (SPEC §3.1): key = (seed lo32, seed hi32); element ``i`` of tensor ``tid``,
+portable-v1 layout (docs/api.md §3.1): key = (seed lo32, seed hi32); element ``i`` of tensor ``tid``,
 attempt ``k`` is word ``i & 3`` of counter ``(j lo32, j hi32, tid, k)``, ``j = i >> 2``.
 
 Products of two 32-bit words are exact in uint64, so ``>> 32`` and ``& 0xFFFFFFFF`` give hi and

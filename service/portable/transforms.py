@@ -297,7 +297,7 @@ def attempts_per_pass(pending: int, probability: float, left: int) -> int:
 
 
 def sparse_zero_mask(seed: int, tid: int, rows: int, cols: int, c0: int, c1: int, num_zeros: int) -> np.ndarray:
-    """SPEC §3.1's sparse rule for columns ``c0 .. c1−1`` of a ``rows × cols`` weight:
+    """docs/api.md §3.1's sparse rule for columns ``c0 .. c1−1`` of a ``rows × cols`` weight:
     bool[rows, c1 − c0], True at the ``num_zeros`` rows of each column with the smallest key
     ``word(r*cols + c, attempt 1) * 2^32 + r`` (smallest word; ties to the smaller row)."""
     nc = c1 - c0

@@ -1,7 +1,7 @@
 """The jobs device workers run: make the tensors of one request.
 
 Runs on a worker thread, never on the event loop. Each request gets its own private streams
-(SPEC §3): one shared stream seeded with the request's seed, and a fresh one for any tensor that
+(docs/api.md §3, §4.4): one shared stream seeded with the request's seed, and a fresh one for any tensor that
 carries its own seed (which therefore does not advance the shared one).
 
 With ``progressive`` (a body without stats, whose header is already sent), each CPU tensor's bytes
