@@ -7,7 +7,7 @@ every operation too, and a client (or schemathesis) must find those statuses in 
          parser, an integer literal over 4300 digits (FastAPI's own answer)    operations with a body
     401  no or wrong API key (``INITSVC_API_KEYS`` set; not on public paths)   protected operations
     413  body over ``INITSVC_MAX_BODY_BYTES`` (``BodyLimitMiddleware``)         operations with a body
-    415  the body is not sent as JSON (SPEC section 6)                         operations with a JSON body
+    415  the body is not sent as JSON (docs/api.md §6)                         operations with a JSON body
     422  the schema FastAPI's validation errors and ``RecipeError`` share       operations with input
 
 Each of these gets its body's schema, and a protected operation lists the two ways to send a
