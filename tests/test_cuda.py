@@ -1,4 +1,4 @@
-"""CUDA parity: the service's tensors on a GPU equal SPEC §3's script on that GPU. Skips without one."""
+"""CUDA parity: the service's tensors on a GPU equal docs/api.md §3's script on that GPU. Skips without one."""
 
 from __future__ import annotations
 

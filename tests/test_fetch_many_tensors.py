@@ -24,7 +24,7 @@ VIT = [
 
 
 def torch_script(entries, seed, dtype="float32"):
-    """SPEC §4: torch.manual_seed(seed), then each tensor in order; an own seed uses a fresh stream."""
+    """docs/api.md §4.4: torch.manual_seed(seed), then each tensor in order; an own seed uses a fresh stream."""
     out = {}
     with _GLOBAL_RNG:
         previous = torch.get_num_threads()

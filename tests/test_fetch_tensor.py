@@ -1,4 +1,4 @@
-"""Fetching one tensor: the bytes equal SPEC §3's torch script, over POST and GET, for every scheme."""
+"""Fetching one tensor: the bytes equal docs/api.md §3's torch script, over POST and GET, for every scheme."""
 
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
-"""The expected side of every parity test: SPEC §3's script, run by torch in the test process.
+"""The expected side of every parity test: docs/api.md §3's script, run by torch in the test process.
 
     torch.manual_seed(seed)
     t = torch.empty(shape, dtype=dtype, device=dev)
     torch.nn.init.<scheme>_(t, **params)
 
-Schemes torch lacks follow SPEC §3's definitions, written here from the spec's text with torch
+Schemes torch lacks follow docs/api.md §3's definitions, written here from that text with torch
 calls only (not imported from the service), so the service is checked against the contract.
 """
 
@@ -68,7 +68,7 @@ def _apply(t, scheme, p):
 
 def reference(shape, scheme, params=None, dtype="float32", seed=0, device="cpu") -> torch.Tensor:
     """``torch.manual_seed(seed)`` then the scheme on ``torch.empty(shape)``; orthogonal in
-    float16/bfloat16 is float32's result cast (SPEC §3), with 1 intra-op thread for the QR."""
+    float16/bfloat16 is float32's result cast (docs/api.md §3), with 1 intra-op thread for the QR."""
     params = params or {}
     with _GLOBAL_RNG, warnings.catch_warnings():
         warnings.simplefilter("ignore")
