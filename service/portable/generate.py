@@ -60,7 +60,7 @@ def generate(
     seed: int,
     tid: int = 0,
     dtype: str = "float32",
-    slice: Sequence[tuple[int, int] | None] | None = None,  # noqa: A002 (the spec's name)
+    slice: Sequence[tuple[int, int] | None] | None = None,  # noqa: A002 (the API's field name)
 ) -> np.ndarray:
     """The portable-v1 tensor of ``recipe`` on ``shape``, or exactly ``full[slice]`` of it.
 
