@@ -1,0 +1,222 @@
+"""The cache tier (``deploy/nginx/initsvc-cache.conf``) in front of a live service: Debian's nginx
+on loopback, run as the current user with the repository's conf filled in for free ports and a
+scratch cache folder. What the service marks immutable is served again from the cache, bit for
+bit; ``no-store``, ``no-cache``, errors and POSTs are not."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from safetensors.torch import load
+
+from tests.conftest import LiveServer, _free_port
+from tests.torch_reference import as_bytes, reference
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "deploy" / "nginx" / "initsvc-cache.conf"
+NGINX = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
+
+pytestmark = pytest.mark.skipif(
+    NGINX is None, reason="nginx is not installed (CI installs Debian's nginx-light with .ci/nginx-setup)"
+)
+
+MAIN_CONF = """\
+daemon off;
+worker_processes 1;
+{user}
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/client_body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    include {prefix}/initsvc-cache.conf;
+}}
+"""
+
+
+def render(template: str, values: dict[str, str]) -> str:
+    """What the nginx image's envsubst does: every ${CACHE_...} placeholder filled, none left."""
+    text = re.sub(r"\$\{(CACHE_\w+)\}", lambda m: values[m[1]], template)
+    assert "${" not in text
+    return text
+
+
+def _wait_for_port(port: int, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"nginx exited {process.returncode}: {log.read_text() if log.exists() else ''}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError("nginx did not start listening")
+
+
+def start_nginx(prefix: Path, upstream_port: int) -> tuple[subprocess.Popen, int]:
+    """nginx with the repository's conf in front of 127.0.0.1:upstream_port; (process, its port)."""
+    port = _free_port()
+    (prefix / "cache").mkdir(mode=0o700)
+    values = {
+        "CACHE_UPSTREAM": f"127.0.0.1:{upstream_port}",
+        "CACHE_LISTEN": f"127.0.0.1:{port}",
+        "CACHE_DIR": str(prefix / "cache"),
+        "CACHE_MAX_SIZE": "256m",
+    }
+    (prefix / "initsvc-cache.conf").write_text(render(CONF.read_text(), values))
+    # As root nginx would hand its workers to "nobody", who cannot write the scratch cache folder.
+    user = f"user {pwd.getpwuid(os.geteuid()).pw_name};" if os.geteuid() == 0 else ""
+    (prefix / "nginx.conf").write_text(MAIN_CONF.format(prefix=prefix, user=user))
+    log = prefix / "error.log"
+    process = subprocess.Popen(
+        [NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", str(log)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        _wait_for_port(port, process, log)
+    except BaseException:
+        process.kill()
+        process.wait(10)
+        process.stderr.close()
+        raise
+    return process, port
+
+
+@pytest.fixture(scope="module")
+def cached(server: LiveServer, tmp_path_factory) -> Iterator[httpx.Client]:
+    """A client of nginx, which forwards to the session's live service."""
+    prefix = tmp_path_factory.mktemp("nginx")
+    process, port = start_nginx(prefix, server.port)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
+            yield client
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+        process.stderr.close()
+    errors = [line for line in (prefix / "error.log").read_text().splitlines() if "[emerg]" in line or "[crit]" in line]
+    assert not errors, errors
+
+
+def _only_tensor(body: bytes):
+    (tensor,) = load(body).values()
+    return tensor
+
+
+def test_seeded_url_is_a_hit_the_second_time(cached):
+    url = "/v1/tensor?shape=256,784&scheme=kaiming_uniform&seed=11&device=cpu"
+    first = cached.get(url)
+    second = cached.get(url)
+    assert first.status_code == second.status_code == 200, first.text
+    assert first.headers["x-cache-status"] == "MISS"
+    assert second.headers["x-cache-status"] == "HIT"
+    assert first.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert second.content == first.content
+    assert second.headers["etag"] == first.headers["etag"]
+    assert as_bytes(_only_tensor(second.content)) == as_bytes(reference((256, 784), "kaiming_uniform", seed=11))
+
+
+def test_conditional_get_with_the_etag_is_304(cached):
+    url = "/v1/tensor?shape=64,32&scheme=normal&seed=12&device=cpu"
+    etag = cached.get(url).headers["etag"]
+    assert cached.get(url).headers["x-cache-status"] == "HIT"
+    again = cached.get(url, headers={"If-None-Match": etag})
+    assert again.status_code == 304
+    assert again.content == b""
+    assert again.headers["etag"] == etag
+    other = cached.get(url, headers={"If-None-Match": '"something-else"'})
+    assert other.status_code == 200 and other.headers["x-cache-status"] == "HIT"
+
+
+def test_unseeded_get_is_never_cached(cached):
+    url = "/v1/tensor?shape=8,8&scheme=uniform&device=cpu"
+    answers = [cached.get(url) for _ in range(2)]
+    for answer in answers:
+        assert answer.status_code == 200
+        assert answer.headers["cache-control"] == "no-store"
+        assert answer.headers["x-cache-status"] in ("MISS", "BYPASS")
+    seeds = [answer.headers["x-init-seed"] for answer in answers]
+    assert seeds[0] != seeds[1]
+    assert answers[0].content != answers[1].content
+
+
+def test_device_auto_is_not_stored(cached):
+    """`no-cache`: the device behind "auto" may change after a redeploy."""
+    url = "/v1/tensor?shape=8,8&scheme=uniform&seed=13"
+    answers = [cached.get(url) for _ in range(2)]
+    for answer in answers:
+        assert answer.status_code == 200
+        assert answer.headers["cache-control"] == "no-cache"
+        assert answer.headers["x-cache-status"] == "MISS"
+    assert answers[0].content == answers[1].content
+
+
+def test_post_is_never_cached(cached):
+    body = {"shape": [16, 16], "init": {"scheme": "uniform"}, "seed": 14, "device": "cpu"}
+    answers = [cached.post("/v1/tensor", json=body) for _ in range(2)]
+    for answer in answers:
+        assert answer.status_code == 200, answer.text
+        assert answer.headers.get("x-cache-status", "") != "HIT"
+    assert as_bytes(_only_tensor(answers[1].content)) == as_bytes(reference((16, 16), "uniform", seed=14))
+
+
+def test_errors_are_not_cached(cached):
+    url = "/v1/tensor?shape=8,8&scheme=no_such_scheme&seed=15&device=cpu"
+    answers = [cached.get(url) for _ in range(2)]
+    for answer in answers:
+        assert answer.status_code == 422
+        assert "scheme" in answer.text
+        assert answer.headers["x-cache-status"] == "MISS"
+
+
+def test_head_stays_a_head_upstream(cached):
+    url = "/v1/tensor?shape=32,32&scheme=uniform&seed=16&device=cpu"
+    head = cached.head(url)
+    assert head.status_code == 200
+    assert head.headers["x-cache-status"] in ("MISS", "HIT")
+    got = cached.get(url)
+    assert got.headers["x-cache-status"] == "MISS"  # a HEAD does not fill the GET's entry
+    assert int(head.headers["content-length"]) == len(got.content)
+
+
+def test_json_metadata_and_binary_are_separate_entries(cached):
+    url = "/v1/tensor?shape=16,8&scheme=uniform&seed=17&device=cpu"
+    binary = cached.get(url)
+    meta = cached.get(url, headers={"Accept": "application/json"})
+    assert binary.headers["content-type"] == "application/octet-stream"
+    assert meta.headers["content-type"].startswith("application/json")
+    assert meta.headers["x-cache-status"] == "MISS"
+    assert cached.get(url).content == binary.content
+
+
+def test_request_id_is_the_clients_on_a_hit(cached):
+    url = "/v1/tensor?shape=4,4&scheme=uniform&seed=18&device=cpu"
+    cached.get(url, headers={"X-Request-ID": "first"})
+    hit = cached.get(url, headers={"X-Request-ID": "second"})
+    assert hit.headers["x-cache-status"] == "HIT"
+    assert hit.headers["x-request-id"] == "second"
+
+
+def test_other_paths_pass_through(cached):
+    health = cached.get("/healthz")
+    assert health.status_code == 200
+    assert "x-cache-status" not in health.headers
