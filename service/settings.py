@@ -44,7 +44,12 @@ class Settings(BaseSettings):
     max_inflight_bytes: int | None = Field(
         None, ge=1, description="Tensor bytes in flight per device; unset: 12 GiB on CPU, 80% of a GPU's memory."
     )
-    queue_depth: int = Field(64, ge=1, description="Waiting jobs per device.")
+    queue_depth: int = Field(64, ge=1, description="Waiting jobs per device (per lane).")
+    small_job_bytes: int = Field(
+        4 * MiB, ge=0,
+        description="Jobs of at most this many tensor bytes run on each device's own small-job thread, "
+        "never queued behind bigger ones; 0: one thread per device.",
+    )
     api_keys: Annotated[list[SecretStr], NoDecode, BeforeValidator(_split_commas)] = Field(
         default_factory=list, description="Comma-separated API keys; empty means no auth."
     )

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+from safetensors.torch import load
 
+import service.workers.jobs as jobs
 from tests.conftest import live_server
+from tests.torch_reference import as_bytes, reference
 
 RECIPES = [
     {"scheme": "normal"},
@@ -34,28 +36,31 @@ def test_eight_concurrent_requests_equal_their_sequential_results(server):
     assert concurrent == sequential * 2
 
 
-def test_health_answers_while_a_big_tensor_is_made():
-    with live_server() as server:
-        done = threading.Event()
+def test_health_answers_while_a_big_tensor_is_made(monkeypatch):
+    """The event loop never runs the job: while a big tensor's job is held inside the engine,
+    /healthz keeps answering (deterministic: the job is blocked until the probes are done)."""
+    real, entered, release = jobs.make_tensor, threading.Event(), threading.Event()
 
-        def big():
-            try:
-                httpx.post(
-                    f"{server.url}/v1/tensor",
-                    json={"shape": [8192, 8192], "init": {"scheme": "trunc_normal"}, "seed": 0, "device": "cpu"},
-                    timeout=120,
-                ).raise_for_status()
-            finally:
-                done.set()
+    def held(spec, streams, *args, **kwargs):
+        entered.set()
+        release.wait(60)
+        return real(spec, streams, *args, **kwargs)
 
-        worker = threading.Thread(target=big)
-        worker.start()
-        time.sleep(0.2)
-        answered_during = 0
-        with httpx.Client(base_url=server.url, timeout=5) as client:
-            while not done.is_set():
-                assert client.get("/healthz").status_code == 200
-                answered_during += 1
-                time.sleep(0.02)
-        worker.join()
-        assert answered_during > 0
+    monkeypatch.setattr(jobs, "make_tensor", held)
+    shape = [2048, 2048]
+    with live_server() as server, ThreadPoolExecutor(1) as pool:
+        big = pool.submit(
+            httpx.post, f"{server.url}/v1/tensor",
+            json={"shape": shape, "init": {"scheme": "trunc_normal"}, "seed": 0, "device": "cpu"}, timeout=120,
+        )
+        try:
+            assert entered.wait(30)
+            with httpx.Client(base_url=server.url, timeout=5) as client:
+                for _ in range(20):
+                    assert client.get("/healthz").status_code == 200
+            assert not big.done()  # every probe was answered while the job was still running
+        finally:
+            release.set()
+        r = big.result()
+        assert r.status_code == 200
+        assert as_bytes(load(r.content)["weight"]) == as_bytes(reference(shape, "trunc_normal", {}, "float32", 0))

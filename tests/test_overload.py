@@ -59,6 +59,14 @@ def _drained(pool, timeout=10.0) -> bool:
     return pool.admissions["cpu"].in_flight_bytes == 0
 
 
+def _until(condition, timeout=30.0) -> bool:
+    """Wait for a state change (not a duration): ``condition()`` turns true, or give up."""
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return condition()
+
+
 def _works(url):
     r = httpx.post(f"{url}/v1/tensor", json=_body(1), timeout=30)
     assert r.status_code == 200
@@ -70,7 +78,7 @@ def test_full_queue_answers_429_with_retry_after_then_recovers(faults):
         running = pool.submit(httpx.post, f"{server.url}/v1/tensor", json=_body(BLOCK_SEED), timeout=30)
         assert faults.entered.wait(10)
         queued = pool.submit(httpx.post, f"{server.url}/v1/tensor", json=_body(2), timeout=30)
-        time.sleep(0.3)
+        assert _until(lambda: server.app.state.pool.workers["cpu"].queued == 1)  # the second waits
         r = httpx.post(f"{server.url}/v1/tensor", json=_body(3), timeout=30)
         assert r.status_code == 429 and r.headers["retry-after"] == "2"
         assert "INITSVC_QUEUE_DEPTH" in r.json()["detail"]

@@ -61,14 +61,14 @@ async def answer(request: Request, plan: Plan, pool: WorkerPool, cache_control: 
             provenance = provenance_with_outcome(plan.provenance, [])
             return safetensors_response(request, plan.outputs, plan.request, provenance, headers, slot, segments)
         if plan.streamable and not as_json:
-            job = worker.enqueue(plan.run, plan.job, segments, True, buffers)
+            job = worker.enqueue(plan.run, plan.job, segments, True, buffers, cost=plan.nbytes)
             job_future = asyncio.ensure_future(worker.wait(job))
             job_future.add_done_callback(_report_late_failure(segments))
             await _started(segments, job_future)
             _count(request, plan.job.specs)
             provenance = provenance_with_outcome(plan.provenance, [])
             return safetensors_response(request, plan.outputs, plan.request, provenance, headers, slot, segments)
-        made = await worker.submit(plan.run, plan.job)
+        made = await worker.submit(plan.run, plan.job, cost=plan.nbytes)
     except BaseException:
         segments.cancel()
         slot.release()

@@ -25,7 +25,7 @@ class WorkerPool:
         for device in self.devices:
             memory = device_facts(device).get("memory_bytes")
             self.workers[device] = DeviceWorker(
-                device, settings.queue_depth, settings.job_timeout_s, settings.retry_after_s
+                device, settings.queue_depth, settings.job_timeout_s, settings.retry_after_s, settings.small_job_bytes
             )
             self.admissions[device] = Admission(
                 device, settings.inflight_limit_for(device.split(":")[0], memory), settings.retry_after_s

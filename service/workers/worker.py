@@ -1,6 +1,10 @@
-"""One device's worker: a thread that runs engine jobs in order from a bounded queue.
+"""One device's worker: threads that run engine jobs in order from bounded queues.
 
-The event loop never runs torch work; routes ``await worker.submit(fn, ...)``. A job that raises
+The event loop never runs torch work; routes ``await worker.submit(fn, ...)``. A device has two
+lanes, each a thread with its own queue: jobs of at most ``small_job_bytes`` of tensors go to the
+small-job lane, the rest to the main one, so a 256x784 tensor never waits behind a 1 GiB one
+(each lane is FIFO; the main lane holds the few big jobs admission lets in, the small lane only
+jobs of milliseconds). Admission still bounds the bytes in flight across both. A job that raises
 out-of-memory frees the device's cache and fails with ``DeviceOutOfMemory``; a job that runs
 past ``job_timeout_s`` (a hung kernel) or a thread that dies fails its caller with
 ``WorkerDown`` and the worker starts a fresh thread and queue, so the next request is served.
@@ -32,81 +36,119 @@ def _is_out_of_memory(exc: BaseException) -> bool:
 
 
 class _Job:
-    __slots__ = ("fn", "args", "future", "loop", "started", "running")
+    __slots__ = ("fn", "args", "future", "loop", "started", "running", "lane")
 
-    def __init__(self, fn, args, future, loop):
-        self.fn, self.args, self.future, self.loop = fn, args, future, loop
+    def __init__(self, fn, args, future, loop, lane: DeviceWorker):
+        self.fn, self.args, self.future, self.loop, self.lane = fn, args, future, loop, lane
         self.started = threading.Event()
         self.running = loop.create_future()  # resolved on the loop when the thread takes the job
 
 
 class DeviceWorker:
-    """Runs ``fn(*args)`` for one device, one job at a time, in submission order."""
+    """Runs ``fn(*args)`` for one device, one job at a time per lane, in submission order per lane.
+
+    ``small_job_bytes > 0`` gives the device a second lane (``self.small``, a ``DeviceWorker`` of
+    its own) for jobs whose ``cost`` is at most that many bytes; ``restarts``, ``queued``,
+    ``alive``, ``stop`` and friends cover both lanes.
+    """
 
     _ids = itertools.count()
 
-    def __init__(self, device: str, queue_depth: int, job_timeout_s: float, retry_after: int = 1):
+    def __init__(
+        self, device: str, queue_depth: int, job_timeout_s: float, retry_after: int = 1,
+        small_job_bytes: int = 0, lane: str = "main",
+    ):
         self.device = device
         self.queue_depth = queue_depth
         self.job_timeout_s = job_timeout_s
         self.retry_after = retry_after
-        self.restarts = 0
+        self.lane = lane
+        self.small_job_bytes = small_job_bytes
+        self._restarts = 0
         self._accepting = True
+        self.small: DeviceWorker | None = (
+            DeviceWorker(device, queue_depth, job_timeout_s, retry_after, lane="small") if small_job_bytes > 0 else None
+        )
         self._start_thread()
 
     def _start_thread(self) -> None:
         self._queue: queue.Queue = queue.Queue(maxsize=self.queue_depth)
         self._thread = threading.Thread(
-            target=self._run, args=(self._queue,), name=f"initsvc-{self.device}-{next(self._ids)}", daemon=True
+            target=self._run, args=(self._queue,), name=f"initsvc-{self.device}-{self.lane}-{next(self._ids)}",
+            daemon=True,
         )
         self._thread.start()
 
+    def _lanes(self) -> list[DeviceWorker]:
+        return [self] if self.small is None else [self, self.small]
+
+    @property
+    def restarts(self) -> int:
+        return sum(lane._restarts for lane in self._lanes())
+
     @property
     def alive(self) -> bool:
-        return self._thread.is_alive()
+        return all(lane._thread.is_alive() for lane in self._lanes())
 
     @property
     def queued(self) -> int:
-        return self._queue.qsize()
+        return sum(lane._queue.qsize() for lane in self._lanes())
+
+    def lane_for(self, cost: int | None) -> DeviceWorker:
+        """The lane a job of ``cost`` tensor bytes runs on (unknown cost: the main lane)."""
+        if self.small is not None and cost is not None and cost <= self.small_job_bytes:
+            return self.small
+        return self
 
     def _run(self, jobs: queue.Queue) -> None:
         while True:
             job = jobs.get()
             if job is _STOP:
                 return
-            if job.future.cancelled():
-                continue
-            job.started.set()
-            job.loop.call_soon_threadsafe(_settle, job.running, None, None)
-            try:
-                result = job.fn(*job.args)
-            except Exception as exc:  # noqa: BLE001 - every failure goes back to its caller
-                if _is_out_of_memory(exc):
-                    self._free_device_memory()
-                    exc = DeviceOutOfMemory(f"{self.device} ran out of memory ({exc}); retry shortly", self.retry_after)
-                job.loop.call_soon_threadsafe(_settle, job.future, None, exc)
-            except BaseException:
-                # The thread is dying (SystemExit and the like): its caller gets a 503, never the
-                # exception itself, and the next submit starts a fresh thread.
-                job.loop.call_soon_threadsafe(
-                    _settle, job.future, None, WorkerDown(f"{self.device}'s worker died", self.retry_after)
-                )
-                raise
-            else:
-                job.loop.call_soon_threadsafe(_settle, job.future, result, None)
+            if not job.future.cancelled():
+                self._run_one(job)
+            # Nothing of a finished job stays referenced from this loop while it waits for the
+            # next one: the result (a response's tensors) is freed when its response ends.
+            del job
+
+    def _run_one(self, job: _Job) -> None:
+        job.started.set()
+        job.loop.call_soon_threadsafe(_settle, job.running, None, None)
+        try:
+            result = job.fn(*job.args)
+        except Exception as exc:  # noqa: BLE001 - every failure goes back to its caller
+            if _is_out_of_memory(exc):
+                self._free_device_memory()
+                exc = DeviceOutOfMemory(f"{self.device} ran out of memory ({exc}); retry shortly", self.retry_after)
+            job.loop.call_soon_threadsafe(_settle, job.future, None, exc)
+        except BaseException:
+            # The thread is dying (SystemExit and the like): its caller gets a 503, never the
+            # exception itself, and the next submit starts a fresh thread.
+            job.loop.call_soon_threadsafe(
+                _settle, job.future, None, WorkerDown(f"{self.device}'s worker died", self.retry_after)
+            )
+            raise
+        else:
+            job.loop.call_soon_threadsafe(_settle, job.future, result, None)
+        finally:
+            job.fn = job.args = None  # the job object may outlive the run (a waiter's reference)
 
     def _free_device_memory(self) -> None:
         if self.device.startswith("cuda"):
             torch.cuda.empty_cache()
 
-    def enqueue(self, fn: Callable[..., T], *args: Any) -> _Job:
-        """Queue ``fn(*args)`` on this device's thread now; ``QueueFull`` if there is no room."""
+    def enqueue(self, fn: Callable[..., T], *args: Any, cost: int | None = None) -> _Job:
+        """Queue ``fn(*args)`` on the lane for ``cost`` (tensor bytes) now; ``QueueFull`` if there
+        is no room."""
+        lane = self.lane_for(cost)
+        if lane is not self:
+            return lane.enqueue(fn, *args)
         if not self._accepting:
             raise ShuttingDown("the server is shutting down; retry on another replica", self.retry_after)
-        if not self.alive:
+        if not self._thread.is_alive():
             self._replace("its thread had died")
         loop = asyncio.get_running_loop()
-        job = _Job(fn, args, loop.create_future(), loop)
+        job = _Job(fn, args, loop.create_future(), loop, self)
         try:
             self._queue.put_nowait(job)
         except queue.Full:
@@ -118,6 +160,8 @@ class DeviceWorker:
     async def wait(self, job: _Job) -> Any:
         """The job's result; ``WorkerDown`` if it runs past ``job_timeout_s`` (the worker is then
         replaced), and a cancelled wait skips the job if it has not started yet."""
+        if job.lane is not self:
+            return await job.lane.wait(job)
         try:
             # Waiting in the queue and running are timed apart, so a job that waited long is not
             # taken for a hung one.
@@ -133,15 +177,16 @@ class DeviceWorker:
             job.future.cancel()  # the client went away: skip the job if it has not started
             raise
 
-    async def submit(self, fn: Callable[..., T], *args: Any) -> T:
-        """Queue ``fn(*args)`` on this device's thread and wait for its result."""
-        return await self.wait(self.enqueue(fn, *args))
+    async def submit(self, fn: Callable[..., T], *args: Any, cost: int | None = None) -> T:
+        """Queue ``fn(*args)`` on the lane for ``cost`` and wait for its result."""
+        job = self.enqueue(fn, *args, cost=cost)
+        return await job.lane.wait(job)
 
     def _replace(self, why: str) -> None:
         """Abandon the current thread (it cannot be killed) and serve from a fresh one."""
         log.error("replacing the %s worker: %s", self.device, why)
         old = self._queue
-        self.restarts += 1
+        self._restarts += 1
         self._start_thread()
         while True:  # jobs that waited behind the dead thread fail fast instead of hanging
             try:
@@ -156,9 +201,13 @@ class DeviceWorker:
 
     def stop_accepting(self) -> None:
         self._accepting = False
+        if self.small is not None:
+            self.small.stop_accepting()
 
     def stop(self, timeout: float = 5.0) -> None:
         self._accepting = False
+        if self.small is not None:
+            self.small.stop(timeout)
         try:
             self._queue.put(_STOP, timeout=timeout)
         except queue.Full:

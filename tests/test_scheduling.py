@@ -1,0 +1,133 @@
+"""Fair scheduling per device: small jobs run on their own lane, never behind a big one.
+
+Deterministic: a big job is held inside the engine (an event it waits on) while small ones are
+served; nothing is timed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from safetensors.torch import load
+
+import service.workers.jobs as jobs
+from service.workers.worker import DeviceWorker
+from tests.conftest import live_server
+from tests.torch_reference import as_bytes, reference
+
+BLOCK_SEED = 7171
+
+
+def test_a_small_job_completes_while_a_large_one_is_blocked():
+    async def scenario() -> None:
+        worker = DeviceWorker("cpu", queue_depth=4, job_timeout_s=60, small_job_bytes=100)
+        release, entered = threading.Event(), threading.Event()
+
+        def large() -> str:
+            entered.set()
+            release.wait(30)
+            return "large"
+
+        try:
+            big = asyncio.ensure_future(worker.submit(large, cost=1000))
+            await asyncio.get_running_loop().run_in_executor(None, entered.wait, 30)
+            queued_behind = asyncio.ensure_future(worker.submit(lambda: "second large", cost=101))
+            assert await worker.submit(lambda: "small", cost=100) == "small"
+            assert not big.done() and not queued_behind.done()
+            release.set()
+            assert await big == "large" and await queued_behind == "second large"
+        finally:
+            release.set()
+            worker.stop()
+
+    asyncio.run(scenario())
+
+
+def test_lanes_by_cost():
+    worker = DeviceWorker("cpu", queue_depth=1, job_timeout_s=60, small_job_bytes=4096)
+    single = DeviceWorker("cpu", queue_depth=1, job_timeout_s=60, small_job_bytes=0)
+    try:
+        assert worker.small is not None
+        assert worker.lane_for(0) is worker.small and worker.lane_for(4096) is worker.small
+        assert worker.lane_for(4097) is worker and worker.lane_for(None) is worker  # unknown cost: main lane
+        assert single.small is None and single.lane_for(1) is single
+        assert worker.alive and worker.queued == 0 and worker.restarts == 0
+    finally:
+        worker.stop()
+        single.stop()
+    assert not worker.small._thread.is_alive() and not worker._thread.is_alive()
+
+
+def test_each_lane_is_first_in_first_out():
+    async def scenario() -> list[int]:
+        worker = DeviceWorker("cpu", queue_depth=16, job_timeout_s=60, small_job_bytes=100)
+        order: list[int] = []
+        gate = threading.Event()
+        try:
+            first = asyncio.ensure_future(worker.submit(gate.wait, 30, cost=1))
+            rest = [asyncio.ensure_future(worker.submit(order.append, i, cost=1)) for i in range(8)]
+            gate.set()
+            await asyncio.gather(first, *rest)
+        finally:
+            worker.stop()
+        return order
+
+    assert asyncio.run(scenario()) == list(range(8))
+
+
+class Blocker:
+    """Wraps make_tensor: the job with BLOCK_SEED waits until released."""
+
+    def __init__(self, real):
+        self.real, self.release, self.entered = real, threading.Event(), threading.Event()
+
+    def __call__(self, spec, streams, *args, **kwargs):
+        if streams.seed == BLOCK_SEED:
+            self.entered.set()
+            self.release.wait(30)
+        return self.real(spec, streams, *args, **kwargs)
+
+
+@pytest.fixture
+def blocker(monkeypatch):
+    b = Blocker(jobs.make_tensor)
+    monkeypatch.setattr(jobs, "make_tensor", b)
+    yield b
+    b.release.set()
+
+
+def _body(seed, shape, **extra):
+    return {"shape": list(shape), "init": {"scheme": "normal"}, "seed": seed, "device": "cpu", **extra}
+
+
+@pytest.mark.parametrize("extra", [{}, {"stats": False}], ids=["stats", "streamed"])
+def test_over_http_a_small_request_is_answered_while_a_large_one_is_being_made(blocker, extra):
+    large = (1 << 16,)  # 256 KiB: over the small-job limit set here
+    with live_server(small_job_bytes=4096) as server, ThreadPoolExecutor(1) as pool:
+        running = pool.submit(httpx.post, f"{server.url}/v1/tensor", json=_body(BLOCK_SEED, large, **extra), timeout=60)
+        assert blocker.entered.wait(30)
+        for seed in (1, 2, 3):
+            r = httpx.post(f"{server.url}/v1/tensor", json=_body(seed, (16, 16), **extra), timeout=30)
+            assert r.status_code == 200
+            assert as_bytes(load(r.content)["weight"]) == as_bytes(reference([16, 16], "normal", {}, "float32", seed))
+        assert not running.done()
+        blocker.release.set()
+        r = running.result()
+        assert r.status_code == 200
+        assert as_bytes(load(r.content)["weight"]) == as_bytes(reference(list(large), "normal", {}, "float32", BLOCK_SEED))
+
+
+def test_admission_still_bounds_bytes_across_both_lanes(blocker):
+    large = (1 << 10,)  # 4 KiB, on the main lane
+    with live_server(small_job_bytes=1024, max_inflight_bytes=4096 + 32) as server, ThreadPoolExecutor(1) as pool:
+        running = pool.submit(httpx.post, f"{server.url}/v1/tensor", json=_body(BLOCK_SEED, large), timeout=60)
+        assert blocker.entered.wait(30)
+        r = httpx.post(f"{server.url}/v1/tensor", json=_body(1, (4, 4)), timeout=30)  # 64 bytes: over the limit now
+        assert r.status_code == 429 and "INITSVC_MAX_INFLIGHT_BYTES" in r.json()["detail"]
+        assert httpx.post(f"{server.url}/v1/tensor", json=_body(1, (2, 4)), timeout=30).status_code == 200  # 32 fit
+        blocker.release.set()
+        assert running.result().status_code == 200
