@@ -17,8 +17,15 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from pathlib import Path
+
+import fastapi_offline
+from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.routing import BaseRoute, Mount, Route
 
 import service
 from service.api import handlers, openapi
@@ -65,13 +72,62 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=service.__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served by docs_routes, from local assets
+        redoc_url=None,
     )
     app.state.settings = settings
+    app.router.routes.extend(docs_routes(app))
     handlers.install(app)
     for router in (tensors.router, modules.router, models.router, catalog.router, health.router, playground.router, metrics.router):
         app.include_router(router)
     add_middleware(app, settings)
     return app
+
+
+# ---- /docs and /redoc without a network --------------------------------------------------------
+
+# FastAPI's own /docs and /redoc load Swagger UI and ReDoc from a CDN, so they are blank where
+# there is no internet. The assets come from fastapi-offline (a maintained PyPI package that ships
+# swagger-ui-bundle.js, swagger-ui.css and redoc.standalone.js and depends on FastAPI only; the
+# Swagger-only packages have no ReDoc, and copying the files here would leave them unmaintained).
+# Only its static directory is used: the pages are FastAPI's own HTML pointed at it.
+DOCS_URL, REDOC_URL, DOCS_ASSETS_URL = "/docs", "/redoc", "/docs/assets"
+DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"
+
+
+def docs_routes(app: FastAPI) -> list[BaseRoute]:
+    """``/docs`` (Swagger UI), its OAuth2 redirect, ``/redoc`` and the assets they load."""
+
+    def assets(request: Request) -> str:
+        return f"{request.scope.get('root_path', '')}{DOCS_ASSETS_URL}"
+
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - Swagger UI",
+            oauth2_redirect_url=app.swagger_ui_oauth2_redirect_url,
+            swagger_js_url=f"{assets(request)}/swagger-ui-bundle.js",
+            swagger_css_url=f"{assets(request)}/swagger-ui.css",
+            swagger_favicon_url=f"{assets(request)}/favicon.png", swagger_ui_parameters=app.swagger_ui_parameters,
+        )
+
+    async def oauth2_redirect(request: Request) -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(
+            openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{assets(request)}/redoc.standalone.js", redoc_favicon_url=f"{assets(request)}/favicon.png",
+            with_google_fonts=False,
+        )
+
+    return [
+        Mount(DOCS_ASSETS_URL, StaticFiles(directory=DOCS_ASSETS), name="docs-assets"),
+        Route(DOCS_URL, swagger_ui, methods=["GET"], include_in_schema=False),
+        Route(str(app.swagger_ui_oauth2_redirect_url), oauth2_redirect, methods=["GET"], include_in_schema=False),
+        Route(REDOC_URL, redoc, methods=["GET"], include_in_schema=False),
+    ]
 
 
 # Headers a browser script may read from a cross-origin answer (CORS hides all but a few by default).
@@ -94,9 +150,10 @@ def add_middleware(app: FastAPI, settings: Settings) -> None:
     """
     configure_logging(settings.log_json)
     app.state.metrics = Metrics(app.state)
+    docs = [r for r in app.router.routes if getattr(r, "path", None) in (DOCS_URL, REDOC_URL, DOCS_ASSETS_URL)]
     public = PublicPaths.of_routes(
-        playground.router.routes,
-        extra=["/", "/healthz", "/readyz", app.docs_url, app.redoc_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url],
+        [*playground.router.routes, *docs],
+        extra=["/", "/healthz", "/readyz", app.openapi_url, app.swagger_ui_oauth2_redirect_url],
     )
     openapi.install(app, public if settings.api_keys else None)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)

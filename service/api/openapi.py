@@ -11,7 +11,12 @@ every operation too, and a client (or schemathesis) must find those statuses in 
     422  the schema FastAPI's validation errors and ``RecipeError`` share       operations with input
 
 Each of these gets its body's schema, and a protected operation lists the two ways to send a
-key as ``security``, which ``/docs`` turns into an "Authorize" button. ``GET``/``HEAD
+key as ``security``, which ``/docs`` turns into an "Authorize" button.
+
+Every operation with a body gets named request examples (``BODY_EXAMPLES``, or for a route not
+listed there one composed from its schema's field examples), and the required query parameters
+get an ``example``: they are what "Try it out" in ``/docs`` sends, so each is a request the
+server accepts (``tests/test_openapi_examples.py`` sends them all). ``GET``/``HEAD
 /v1/tensor`` read their query string themselves (``api/query.py``), so their parameters are
 described here from the same models the parser validates against.
 """
@@ -67,6 +72,55 @@ VALIDATION_ERROR = {
     "required": ["loc", "msg", "type"],
 }
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+
+# Named request examples by path: small recipes (a seed of 0, slices inside their shape).
+BODY_EXAMPLES: dict[str, dict[str, dict[str, Any]]] = {
+    "/v1/tensor": {
+        "kaiming_uniform": {
+            "summary": "nn.Linear(784, 256)'s weight init",
+            "value": {"shape": [256, 784], "init": {"scheme": "kaiming_uniform", "a": 2.23606797749979}, "seed": 0},
+        },
+        "bfloat16_histogram": {
+            "summary": "A conv weight in bfloat16, with a histogram in the stats",
+            "value": {"shape": [64, 3, 7, 7], "init": {"scheme": "kaiming_normal", "mode": "fan_out",
+                                                        "nonlinearity": "relu"},
+                      "dtype": "bfloat16", "seed": 0, "histogram_bins": 32},
+        },
+        "slice": {
+            "summary": "Rows 0-127 of a [1024, 768] embedding (a tensor-parallel shard)",
+            "value": {"shape": [1024, 768], "init": {"scheme": "normal", "std": 0.02}, "seed": 0,
+                      "slice": [[0, 128], None]},
+        },
+        "portable": {
+            "summary": "portable-v1: the same bits on every device and in a client's own code",
+            "value": {"shape": [256, 784], "init": {"scheme": "xavier_uniform"}, "seed": 0, "rng": "portable-v1"},
+        },
+    },
+    "/v1/tensors": {
+        "vit": {
+            "summary": "Two tensors drawn in order from one stream",
+            "value": {"seed": 0, "tensors": [
+                {"name": "cls_token", "shape": [1, 1, 768], "init": {"scheme": "trunc_normal", "std": 0.02}},
+                {"name": "head.weight", "shape": [10, 768], "init": {"scheme": "zeros"}},
+            ]},
+        },
+    },
+    "/v1/module": {
+        "cnn": {
+            "summary": "A small CNN's state_dict with PyTorch's default init",
+            "value": {"seed": 0, "layers": [
+                {"type": "Conv2d", "in_channels": 3, "out_channels": 16, "kernel_size": 3}, {"type": "ReLU"},
+                {"type": "Flatten"}, {"type": "Linear", "in_features": 14400, "out_features": 10},
+            ]},
+        },
+    },
+}
+# Examples of query parameters (declared by their routes), by path and name.
+PARAMETER_EXAMPLES: dict[str, dict[str, Any]] = {
+    "/v1/tensor": {"shape": "256,784", "scheme": "kaiming_uniform", "seed": 0},
+    "/v1/gain": {"nonlinearity": "leaky_relu", "param": 0.2},
+    "/v1/fans": {"shape": "64,3,7,7"},
+}
 
 
 def _response(schema: str, description: str) -> dict[str, Any]:
@@ -190,13 +244,63 @@ def document_tensor_query(doc: dict[str, Any], path: str = "/v1/tensor") -> dict
     return doc
 
 
+def _resolve(doc: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    ref = schema.get("$ref", "")
+    return doc["components"]["schemas"][ref.rsplit("/", 1)[-1]] if ref.startswith("#/components/schemas/") else schema
+
+
+def _composed_example(doc: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any] | None:
+    """A body from the schema's own field examples (their first), a seed of 0 where there is one;
+    ``None`` unless every required field has an example."""
+    schema = _resolve(doc, schema)
+    properties = schema.get("properties", {})
+    value = {name: prop["examples"][0] for name, prop in properties.items() if prop.get("examples")}
+    if "seed" in properties:
+        value["seed"] = 0
+    return value if value and all(name in value for name in schema.get("required", [])) else None
+
+
+def add_examples(doc: dict[str, Any]) -> dict[str, Any]:
+    """Request-body examples (``BODY_EXAMPLES``, else composed) and query parameter examples,
+    where the route declared none of its own."""
+    for path, item in doc.get("paths", {}).items():
+        for method, op in item.items():
+            if method not in HTTP_METHODS:
+                continue
+            media = op.get("requestBody", {}).get("content", {}).get("application/json")
+            if media is not None and "example" not in media and "examples" not in media:
+                if path in BODY_EXAMPLES:
+                    media["examples"] = BODY_EXAMPLES[path]
+                elif (value := _composed_example(doc, media.get("schema", {}))) is not None:
+                    media["examples"] = {"example": {"summary": "From the fields' examples", "value": value}}
+            for param in op.get("parameters", []):
+                example = PARAMETER_EXAMPLES.get(path, {}).get(param["name"])
+                if example is not None and param.get("in") == "query" and "example" not in param:
+                    param["example"] = example
+    return doc
+
+
+def exact_uint64(node: Any) -> Any:
+    """FastAPI's OpenAPI model holds ``maximum`` as a float, which turns 2^64 - 1 into 2^64; put
+    the exact integer back wherever a schema says ``format: uint64``."""
+    if isinstance(node, dict):
+        if node.get("format") == "uint64" and isinstance(node.get("maximum"), float):
+            node["maximum"] = 2**64 - 1
+        for value in node.values():
+            exact_uint64(value)
+    elif isinstance(node, list):
+        for value in node:
+            exact_uint64(value)
+    return node
+
+
 def install(app: FastAPI, public: PublicPaths | None = None) -> None:
     """Make ``app.openapi()`` (and so ``/openapi.json`` and ``/docs``) include the above; built once."""
     build: Callable[[], dict[str, Any]] = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            add_common_responses(document_tensor_query(build()), public)
+            add_common_responses(exact_uint64(add_examples(document_tensor_query(build()))), public)
         return app.openapi_schema  # type: ignore[return-value]
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -17,22 +17,38 @@ DEVICE_PATTERN = r"^(auto|cpu|cuda|cuda:[0-9]{1,3})$"
 # A name becomes a safetensors key and a download file name: printable, no control characters.
 _NAME_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f]")
 
+
+
+def _uint64(schema: dict) -> None:
+    """The seed's bound as the exact integer 2^64 - 1 (not the float 2^64), marked ``uint64``: a
+    JavaScript number cannot hold it, so tools that show or sample it (Swagger UI) must not."""
+    schema["maximum"] = SEED_MAX
+    schema["format"] = "uint64"
+
+
+# Examples are what /docs puts in "Try it out": each must be a value the server accepts, and
+# together they describe one request (a slice that fits the example shape).
 Shape = Annotated[
     list[Annotated[int, Field(ge=0)]],
-    Field(description="The tensor's shape, e.g. [256, 784] (weight layout [out, in, *kernel]).", max_length=64),
+    Field(description="The tensor's shape, e.g. [256, 784] (weight layout [out, in, *kernel]).", max_length=64,
+          examples=[[256, 784]]),
 ]
 Seed = Annotated[
     int,
-    Field(ge=0, le=SEED_MAX, description="RNG seed in [0, 2^64 - 1]; omitted: the service draws one and reports it."),
+    Field(ge=0, le=SEED_MAX, examples=[0], json_schema_extra=_uint64,
+          description="RNG seed in [0, 2^64 - 1] (18446744073709551615); omitted: the service draws one and "
+          "reports it."),
 ]
 Device = Annotated[
     str,
-    Field(pattern=DEVICE_PATTERN, description="'auto' (first GPU, else cpu), 'cpu', 'cuda' or 'cuda:N'."),
+    Field(pattern=DEVICE_PATTERN, examples=["auto"],
+          description="'auto' (first GPU, else cpu), 'cpu', 'cuda' or 'cuda:N'."),
 ]
 SliceBound = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=2, max_length=2)]
 Slice = Annotated[
     list[SliceBound | None],
-    Field(description="One entry per dimension: [start, stop] (0 <= start <= stop <= size) or null for all of it."),
+    Field(description="One entry per dimension: [start, stop] (0 <= start <= stop <= size) or null for all of it.",
+          examples=[[[0, 128], None]]),
 ]
 
 
@@ -46,14 +62,15 @@ def check_name(value: str) -> str:
     return value
 
 
-TensorName = Annotated[str, Field(min_length=1, max_length=256, description="The safetensors key.")]
+TensorName = Annotated[str, Field(min_length=1, max_length=256, description="The safetensors key.",
+                                  examples=["weight"])]
 
 
 class TensorRequest(StrictModel):
     """One tensor: its shape, the init recipe, dtype, device and seed."""
 
     shape: Shape
-    init: InitRecipe
+    init: InitRecipe = Field(examples=[{"scheme": "kaiming_uniform", "a": 2.23606797749979}])
     dtype: DType = Field("float32", description="Element type of the tensor.")
     device: Device = "auto"
     seed: Seed | None = None
