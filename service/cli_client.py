@@ -1,5 +1,5 @@
-"""The ``initsvc`` commands that call a running service: fetch, module, schemes, gain, fans and
-devices. Each builds an ``InitClient``, asks, and writes the answer: a safetensors file streamed to
+"""The ``initsvc`` commands that call a running service: fetch, module, model, models, schemes,
+gain, fans and devices. Each builds an ``InitClient``, asks, and writes the answer: a safetensors file streamed to
 disk behind a progress bar, or text and JSON on stdout. A service error prints ``ErrorName:
 detail`` on one line and exits 1, without a traceback. None of them imports torch.
 """
@@ -13,7 +13,18 @@ from typing import Any, get_args
 
 import click
 
-from service.cli_options import CONTEXT, F, answer_options, client_options, parse_gain, parse_params, parse_shape
+from service.cli_options import (
+    CONTEXT,
+    F,
+    answer_options,
+    client_options,
+    parse_config,
+    parse_gain,
+    parse_keys,
+    parse_params,
+    parse_shape,
+    parse_value,
+)
 from service.schemas.recipes import RECIPE_MODELS
 from service.schemas.requests import SEED_MAX, DType, Rng
 
@@ -30,6 +41,10 @@ def _reports_errors(command: F) -> F:
             return command(*args, **kwargs)
         except InitServiceError as exc:
             message = f"{type(exc).__name__}: {exc}"
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            url = click.get_current_context().params.get("url") or "the URL given"
+            message = (f"{type(exc).__name__}: the server is not reachable at {url} ({exc or 'no answer'}). "
+                       "Start one with 'initsvc serve', or point --url (or INITSVC_URL) at a running one.")
         except httpx.HTTPError as exc:
             where = f" ({exc.request.url})" if _has_request(exc) else ""
             message = f"{type(exc).__name__}: {exc or 'no answer'}{where}"
@@ -203,6 +218,68 @@ def module(layers_file: Any, output: str, as_json: bool, quiet: bool, url: str, 
         _save(client, output, quiet, **body)
 
 
+MODEL_EPILOG = """\b
+NAME is a preset of 'initsvc models'. --config values are JSON scalars (2 is an int, 0.1 a float,
+true a bool, null null), anything else a string; fields left out take the reference's defaults.
+
+\b
+Examples:
+  initsvc model transformers/GPT2LMHeadModel --config n_layer=2 --config n_embd=256 --seed 0 -o gpt2.safetensors
+  initsvc model nanogpt/GPT --seed 0 --dtype bfloat16 --tensors transformer.wte.weight,lm_head.weight
+  initsvc model torchvision/resnet18 --config num_classes=10 --json | jq '.tensors["fc.weight"].stats'
+"""
+
+
+@click.command(context_settings=CONTEXT, epilog=MODEL_EPILOG)
+@click.argument("name")
+@click.option("--config", "config", multiple=True, callback=parse_config, metavar="KEY=VALUE",
+              help="A config field of the preset, repeatable: --config n_layer=2 --config bias=false.")
+@click.option("--seed", type=click.IntRange(0, SEED_MAX), default=None, show_default="the server draws one",
+              help="RNG seed; the one used is reported either way.")
+@click.option("--dtype", type=click.Choice(get_args(DType)), default="float32", show_default=True,
+              help="Element type of the floating tensors (integer buffers keep theirs).")
+@click.option("--tensors", callback=parse_keys, default=None, show_default="all of them", metavar="KEY,KEY",
+              help="Only these state_dict keys, comma-separated.")
+@click.option("--histogram-bins", type=click.IntRange(0, 1024), default=0, show_default=True,
+              help="Histogram bins in each tensor's stats.")
+@click.option("--stats/--no-stats", default=True, show_default=True, help="Put per-tensor stats in the header.")
+@answer_options(default=None, show_default="the model's name, e.g. GPT2LMHeadModel.safetensors",
+                help="Where to write the state_dict as safetensors; '-' for stdout.")
+@client_options
+@_reports_errors
+def model(name: str, config: dict[str, Any], output: str | None, as_json: bool, quiet: bool, url: str,
+          api_key: str | None, timeout: float, retries: int, **fields: Any) -> None:
+    """Fetch the state_dict of a model preset (POST /v1/model), initialized as its library does."""
+    body = {"model": name, "config": config, **fields}
+    with _client(url, api_key, timeout, retries) as client:
+        if as_json:
+            _echo_summary(client.stats(**body))
+            return
+        _save(client, output or f"{name.rsplit('/', 1)[-1]}.safetensors", quiet, **body)
+
+
+@click.command(context_settings=CONTEXT, epilog="Examples: initsvc models; initsvc models --json | jq '.models | keys'")
+@click.option("--json", "as_json", is_flag=True, default=False, show_default=True,
+              help="Print the server's whole answer (fields, defaults, docs) as JSON.")
+@client_options
+@_reports_errors
+def models(as_json: bool, url: str, api_key: str | None, timeout: float, retries: int) -> None:
+    """List the model presets: name, reference, library versions and the default config's size."""
+    with _client(url, api_key, timeout, retries) as client:
+        answer = client._models_answer()
+    if as_json:
+        _echo_json(answer)
+        return
+    rows = [("NAME", "REFERENCE", "VERSIONS", "PARAMETERS")]
+    for preset, entry in answer.get("models", {}).items():
+        count = (entry.get("default_config") or {}).get("parameters")
+        rows.append((preset, entry.get("reference") or "-", entry.get("versions") or "-",
+                     f"{count:,}" if isinstance(count, int) else "-"))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[3].rjust(10))
+
+
 @click.command(context_settings=CONTEXT, epilog="Example: initsvc schemes --json | jq '.kaiming_uniform'")
 @click.option("--json", "as_json", is_flag=True, default=False, show_default=True, help="Print the catalog as JSON.")
 @client_options
@@ -223,16 +300,29 @@ def schemes(as_json: bool, url: str, api_key: str | None, timeout: float, retrie
         click.echo(f"{name:<{width}}  {params or '-'}  [{entry.get('shape_rule', 'any')}]")
 
 
-@click.command(context_settings=CONTEXT, epilog="Examples: initsvc gain relu; initsvc gain leaky_relu --param 0.2")
+@click.command(context_settings=CONTEXT,
+               epilog="Examples: initsvc gain relu; initsvc gain leaky_relu 0.2; initsvc gain leaky_relu:0.2")
 @click.argument("nonlinearity")
+@click.argument("param_arg", metavar="[PARAM]", required=False)
 @click.option("--param", type=float, default=None, show_default="leaky_relu: 0.01",
-              help="The nonlinearity's parameter (leaky_relu's negative slope).")
+              help="The nonlinearity's parameter (leaky_relu's negative slope); also given as PARAM or NAME:PARAM.")
 @client_options
 @_reports_errors
-def gain(nonlinearity: str, param: float | None, url: str, api_key: str | None, timeout: float, retries: int) -> None:
-    """Print torch.nn.init.calculate_gain(NONLINEARITY, param)."""
+def gain(nonlinearity: str, param_arg: str | None, param: float | None, url: str, api_key: str | None,
+         timeout: float, retries: int) -> None:
+    """Print torch.nn.init.calculate_gain(NONLINEARITY, PARAM): 'relu', 'leaky_relu 0.2' or
+    'leaky_relu:0.2'."""
+    ctx = click.get_current_context()
+    name, sep, after = nonlinearity.partition(":")
+    given = [value for value in (after if sep else None, param_arg) if value is not None]
+    values = [parse_value(value) for value in given] + ([param] if param is not None else [])
+    if len(values) > 1:
+        raise click.UsageError("give the parameter once: NAME PARAM, NAME:PARAM or --param", ctx)
+    if any(isinstance(value, str) for value in values):
+        raise click.BadParameter(f"the nonlinearity's parameter is a number; got {given[0]!r}", ctx,
+                                 param_hint="PARAM")
     with _client(url, api_key, timeout, retries) as client:
-        click.echo(repr(client.gain(nonlinearity, param)))
+        click.echo(repr(client.gain(name, values[0] if values else None)))
 
 
 @click.command(context_settings=CONTEXT, epilog="Examples: initsvc fans 64 3 7 7; initsvc fans 256,784")
@@ -256,4 +346,4 @@ def devices(url: str, api_key: str | None, timeout: float, retries: int) -> None
         _echo_json(client.devices())
 
 
-CLIENT_COMMANDS = (fetch, module, schemes, gain, fans, devices)
+CLIENT_COMMANDS = (fetch, module, model, models, schemes, gain, fans, devices)

@@ -87,6 +87,37 @@ def parse_params(ctx: click.Context, param: click.Parameter, values: tuple[str, 
     return params
 
 
+def parse_scalar(text: str) -> Any:
+    """A JSON scalar when it is one (``2`` int, ``0.1`` float, ``true`` bool, ``null``), else the text."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return text if isinstance(value, list | dict) else value
+
+
+def parse_config(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, Any]:
+    """``--config n_layer=2 --config bias=false`` -> ``{"n_layer": 2, "bias": False}``."""
+    config = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected KEY=VALUE, as in n_layer=2 or activation=gelu; got {item!r}", ctx, param)
+        config[key.strip()] = parse_scalar(value.strip())
+    return config
+
+
+def parse_keys(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
+    """``a.weight,b.bias`` -> ``["a.weight", "b.bias"]``."""
+    if value is None:
+        return None
+    keys = [key.strip() for key in value.split(",") if key.strip()]
+    if not keys:
+        raise click.BadParameter("expected state_dict keys separated by commas, as in wte.weight,lm_head.weight",
+                                 ctx, param)
+    return keys
+
+
 def parse_gain(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
     """``1.41`` (a number), ``relu`` or ``leaky_relu:0.2`` (calculate_gain(nonlinearity, param))."""
     if value is None:

@@ -98,19 +98,44 @@ def test_limit_exits_1_naming_the_variable():
     assert text(done.stderr) == "TooLarge: shape [64, 64] has 4096 elements; INITSVC_MAX_ELEMENTS is 100\n"
 
 
-def test_unreachable_server_is_one_line_and_exit_1():
+def test_a_refused_connection_names_the_url_and_how_to_start_a_server_at_once():
     with live_server() as gone:
-        url = gone.url
-    done = initsvc("gain", "relu", "--retries", "0", url=url)
-    assert done.returncode == 1
-    assert text(done.stderr).startswith("ConnectError: ") and len(text(done.stderr).splitlines()) == 1
+        url = gone.url  # the port is closed once the server has stopped
+    for command in (["gain", "relu"], ["fetch", "--shape", "4", "--scheme", "zeros"], ["models"]):
+        done = initsvc(*command, url=url)  # the default --retries 3 does not apply to a refused connection
+        assert done.returncode == 1
+        message = text(done.stderr)
+        assert len(message.splitlines()) == 1, message
+        assert message.startswith(f"ConnectError: the server is not reachable at {url} ")
+        assert "Start one with 'initsvc serve'" in message and "INITSVC_URL" in message
+
+
+@pytest.mark.parametrize(
+    "args",
+    [pytest.param(["leaky_relu", "0.2"], id="NAME-PARAM"), pytest.param(["leaky_relu:0.2"], id="NAME:PARAM"),
+     pytest.param(["leaky_relu", "--param", "0.2"], id="--param")],
+)
+def test_gain_takes_the_parameter_in_each_form(server, args):
+    done = initsvc("gain", *args, url=server.url)
+    assert done.returncode == 0, done.stderr
+    import torch
+
+    assert float(done.stdout) == torch.nn.init.calculate_gain("leaky_relu", 0.2)
 
 
 def test_gain_prints_the_gain(server):
     done = initsvc("gain", "relu", url=server.url)
     assert done.returncode == 0 and float(done.stdout) == math.sqrt(2)
-    done = initsvc("gain", "leaky_relu", "--param", "0.2", url=server.url)
-    assert float(done.stdout) == math.sqrt(2 / (1 + 0.2**2))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [pytest.param(["leaky_relu", "x"], "PARAM", id="not-a-number"),
+     pytest.param(["leaky_relu:0.2", "0.3"], "once", id="twice")],
+)
+def test_gain_refuses_a_bad_or_repeated_parameter(args, message):
+    result = invoke("gain", *args, "--url", "http://127.0.0.1:9")
+    assert result.exit_code == 2 and message in result.stderr
 
 
 def test_schemes_lists_every_scheme(server):
@@ -182,6 +207,19 @@ def test_every_option_has_help_and_the_help_has_examples():
             if param.param_type_name == "option":
                 assert param.help, f"{name} {param.opts} has no help"
         assert command.epilog and "initsvc" in command.epilog, f"{name} has no example"
+
+
+@pytest.mark.parametrize("name", sorted(main.commands))
+def test_help_of_every_command_exits_0_and_mentions_each_option(name):
+    result = invoke(name, "--help")
+    assert result.exit_code == 0, result.output
+    help_text = " ".join(result.output.split())
+    for param in main.commands[name].params:
+        if param.param_type_name == "option" and not param.hidden:
+            assert any(opt in help_text for opt in param.opts), f"{name}: {param.opts}"
+        elif param.param_type_name == "argument" and param.metavar != "":
+            assert (param.metavar or param.name.upper()) in help_text, f"{name}: {param.name}"
+    assert "Example" in help_text
 
 
 def test_python_m_service_runs_the_cli():
