@@ -84,6 +84,8 @@ def sparse_(t: torch.Tensor, p: Mapping[str, Any], s: Streams, qr_threads: int) 
     other elements are N(0, std²).
     """
     rows, cols = t.shape
+    if t.numel() == 0:  # no draws either way (randperm(0) takes none); skips a loop over cols
+        return t
     num_zeros = math.ceil(p["sparsity"] * rows)
     with torch.no_grad():
         t.normal_(0, p["std"], generator=s.values)
