@@ -235,9 +235,10 @@ class BaseClient:
     async def models(self) -> dict[str, Any]:
         """``GET /v1/models``: preset name -> library, reference, versions, doc, config fields
         (name, type, default, nullable, affects_weights...) and the default config's size."""
-        return (await self._models_answer())["models"]
+        return json.loads(await self._content(Call("GET", "/v1/models")))["models"]
 
     async def _models_answer(self) -> dict[str, Any]:
+        """The whole ``GET /v1/models`` answer (with the server's torch version), for the CLI."""
         return json.loads(await self._content(Call("GET", "/v1/models")))
 
     async def gain(self, nonlinearity: str, param: float | None = None) -> float:

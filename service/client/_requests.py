@@ -50,12 +50,15 @@ def recipe_call(
     **options: Any,
 ) -> Call:
     """``/v1/tensor`` for ``shape``, ``/v1/tensors`` for ``tensors``, ``/v1/module`` for ``layers``,
-    ``/v1/model`` for ``model`` (a preset name such as ``"transformers/GPT2LMHeadModel"``).
+    ``/v1/model`` for ``model`` (a preset name such as ``"transformers/GPT2LMHeadModel"``; then
+    ``tensors`` is the list of state_dict keys wanted).
 
     For one tensor, ``options`` named in ``TOP_LEVEL`` are body fields and the rest are the
     scheme's parameters; for the others every option is a body field. ``None`` means "the
     server's default" and is left out.
     """
+    if model is not None:  # with a model, tensors= names the state_dict keys wanted
+        options["tensors"], tensors = tensors, None
     choices = (("shape", shape), ("tensors", tensors), ("layers", layers), ("model", model))
     given = [what for what, value in choices if value is not None]
     if len(given) != 1:
