@@ -195,27 +195,29 @@ export class ModelView {
     const id = `model-field-${field.name}`;
     const kind = kindOf(field);
     const defaultText = textOf(field.default);
+    // A select's option values are JSON text, so "" (a choice) and null stay apart.
     let control;
-    if (field.choices && field.choices.length) {
+    const choices = field.choices && field.choices.length ? [...field.choices] : kind === "boolean" ? [true, false] : null;
+    if (choices) {
+      if ((field.nullable || field.default === null) && !choices.includes(null)) choices.unshift(null);
       control = node("select", { id, name: field.name });
-      if (field.nullable && !field.choices.includes(null)) control.append(new Option("null", ""));
-      for (const choice of field.choices) control.append(new Option(textOf(choice) || "null", textOf(choice)));
-    } else if (kind === "boolean") {
-      control = node("select", { id, name: field.name });
-      if (field.nullable) control.append(new Option("null", ""));
-      control.append(new Option("true", "true"), new Option("false", "false"));
+      for (const choice of choices) {
+        control.append(new Option(choice === "" ? "'' (empty)" : choice === null ? "null" : String(choice), JSON.stringify(choice)));
+      }
     } else {
       control = node("input", {
-        id, name: field.name, type: kind === "integer" || kind === "number" ? "text" : "text",
+        id, name: field.name, type: "text",
         inputmode: kind === "integer" ? "numeric" : kind === "number" ? "decimal" : undefined,
         autocomplete: "off", spellcheck: "false", placeholder: defaultText || (field.nullable ? "null" : ""),
       });
     }
-    const start = initial === undefined ? defaultText : raw ? String(initial) : textOf(initial);
+    const textFor = (value) => (choices ? JSON.stringify(value ?? null) : textOf(value));
+    const start = initial === undefined ? textFor(field.default) : raw ? String(initial) : textFor(initial);
     control.value = start;
     control.addEventListener(control.tagName === "SELECT" ? "change" : "input", () => this.schedule(control.tagName === "SELECT"));
-    const limits = field.minimum !== undefined && field.minimum !== null ? ` \u2265 ${field.minimum}.` : "";
-    const hintText = `${field.doc ? `${field.doc} ` : ""}${kind}${field.nullable ? " or null" : ""}; default ${defaultText || "null"}.${limits}`;
+    const facts = [`${kind}${field.nullable ? " or null" : ""}`, `default ${JSON.stringify(field.default ?? null)}`];
+    if (field.minimum !== undefined && field.minimum !== null) facts.push(`\u2265 ${field.minimum}`);
+    const hintText = `${field.doc ? `${field.doc.replace(/\.?$/, ".")} ` : ""}${facts.join(" \u00b7 ")}`;
     const hint = node("p", { class: "hint", id: `${id}-hint`, text: hintText });
     const error = node("p", { class: "error", id: `${id}-error`, "aria-live": "polite" });
     control.setAttribute("aria-describedby", `${id}-hint ${id}-error`);
@@ -224,6 +226,13 @@ export class ModelView {
     label.append(changed);
     const wrap = node("div", { class: "field", "data-field": field.name }, label, control, hint, error);
     const read = () => {
+      if (choices) {
+        try {
+          return { value: JSON.parse(control.value) };
+        } catch {
+          return { problem: `${field.name}: pick one of ${choices.map((c) => JSON.stringify(c)).join(", ")}` };
+        }
+      }
       const text = control.value.trim();
       if (text === "" || text === "null") {
         if (field.nullable || field.default === null) return { value: null };
@@ -238,7 +247,6 @@ export class ModelView {
         if (!Number.isFinite(value)) return { problem: `${field.name} is a number; got ${text}` };
         return { value };
       }
-      if (kind === "boolean") return { value: text === "true" };
       if (kind === "string") return { value: control.value };
       try {
         return { value: JSON.parse(text) };
