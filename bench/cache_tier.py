@@ -145,6 +145,7 @@ def main() -> None:
         cache = ", ".join(f"{k} {v}" for k, v in sorted(r["cache"].items()))
         print(f"| {name} | {r['rps']:.0f} | {r['p50']:.2f} ms | {r['p99']:.2f} ms | {cache} |")
     print(f"\nbehind nginx: {cached['rps'] / alone['rps']:.1f}x the service's req/s; identical bytes")
+    print(f"load average during the run (1 min): {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
 
 if __name__ == "__main__":
