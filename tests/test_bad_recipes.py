@@ -37,19 +37,19 @@ BAD_INITS = [
     pytest.param({"scheme": "constant"}, ("val",), "required", id="constant-val-missing"),
     pytest.param({"scheme": "xavier_uniform", "gain": -1.0}, ("gain",), ">= 0", id="xavier-negative-gain"),
     pytest.param({"scheme": "xavier_normal", "gain": {"nonlinearity": "swish"}}, ("gain",), "gain.nonlinearity", id="gain-unknown-nonlinearity"),
-    pytest.param({"scheme": "kaiming_uniform", "mode": "FAN_IN"}, ("mode",), "fan_in", id="kaiming-mode-wrong-case"),
+    pytest.param({"scheme": "kaiming_uniform", "mode": "fan_avg"}, ("mode",), "'fan_in' or 'fan_out'", id="kaiming-mode-of-variance-scaling"),
     pytest.param({"scheme": "kaiming_normal", "nonlinearity": "gelu"}, ("nonlinearity",), "leaky_relu", id="kaiming-unknown-nonlinearity"),
     pytest.param({"scheme": "kaiming_normal", "a": True}, ("a",), "valid number", id="kaiming-slope-boolean"),
     pytest.param({"scheme": "variance_scaling", "scale": 0.0}, ("scale",), "greater than 0", id="variance-scaling-zero-scale"),
     pytest.param({"scheme": "variance_scaling", "mode": "fan_sum"}, ("mode",), "fan_avg", id="variance-scaling-bad-mode"),
     pytest.param({"scheme": "variance_scaling", "distribution": "cauchy"}, ("distribution",), "truncated_normal", id="variance-scaling-bad-distribution"),
     pytest.param({"scheme": "dirac", "groups": 0}, ("groups",), "greater than or equal to 1", id="dirac-zero-groups"),
-    pytest.param({"scheme": "normal", "sdt": 1.0}, ("sdt",), "Extra inputs", id="misspelt-parameter"),
+    pytest.param({"scheme": "normal", "sdt": 1.0}, ("sdt",), "did you mean 'std'?); allowed: mean, std", id="misspelt-parameter"),
     pytest.param({"scheme": "normal", "std": "1.0"}, ("std",), "valid number", id="number-as-string"),
     pytest.param({"scheme": "normal", "std": None}, ("std",), "valid number", id="number-as-null"),
     pytest.param({"scheme": "he_normal"}, ("init",), "kaiming_normal", id="unknown-scheme-lists-known"),
     pytest.param({"std": 1.0}, ("init",), "scheme", id="scheme-missing"),
-    pytest.param({"scheme": "ones", "val": 1}, ("val",), "Extra inputs", id="parameter-of-another-scheme"),
+    pytest.param({"scheme": "ones", "val": 1}, ("val",), "unknown field 'val' for scheme 'ones'", id="parameter-of-another-scheme"),
 ]
 
 
@@ -129,7 +129,7 @@ def test_non_finite_numbers_are_422(http, literal, field):
         pytest.param({"slice": [[3, 2], None]}, ["body", "slice", 0], "start <= stop", id="slice-reversed"),
         pytest.param({"slice": [None]}, ["body", "slice"], "one entry per dimension", id="slice-wrong-rank"),
         pytest.param({"rng": "numpy"}, ["body", "rng"], "portable-v1", id="rng-unknown"),
-        pytest.param({"colour": "red"}, ["body", "colour"], "Extra inputs", id="unknown-top-level-key"),
+        pytest.param({"colour": "red"}, ["body", "colour"], "allowed: shape, init, dtype", id="unknown-top-level-key"),
     ],
 )
 def test_bad_request_field_is_422_naming_it(http, fields, loc, says):
