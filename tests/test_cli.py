@@ -226,3 +226,13 @@ def test_python_m_service_runs_the_cli():
     done = subprocess.run([sys.executable, "-m", "service", "fetch", "--help"], capture_output=True, text=True,
                           cwd=ROOT, timeout=60)
     assert done.returncode == 0 and "--shape" in done.stdout and "Examples:" in done.stdout
+
+
+def test_the_readme_documents_every_command_with_an_example():
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## Command line\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    documented = {row.split("`")[1]: row.split("|")[2] for row in rows}
+    assert set(documented) == set(main.commands)
+    for name, example in documented.items():
+        assert f"initsvc {name}" in example, name

@@ -88,3 +88,42 @@ def test_node_example_decodes_every_dtype_exactly(server):
         assert line["sha256"] == hashlib.sha256(widened.numpy().tobytes()).hexdigest(), line["name"]
         assert line["min"] == widened.min().item() and line["max"] == widened.max().item()
         assert line["mean"] == pytest.approx(widened.double().mean().item(), rel=1e-9, abs=1e-12)
+
+
+def _readme_section(title: str) -> str:
+    readme = (ROOT / "README.md").read_text()
+    return readme.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_quickstart_post_get_and_python_are_one_recipe_and_show_the_files_stats(server, http):
+    import re
+
+    section = _readme_section("Quickstart")
+    body = json.loads(re.search(r"-d '(\{.*?\})'", section).group(1))
+    query = re.search(r"'localhost:8000(/v1/tensor\?[^']+)'", section).group(1)
+    shown = json.loads(re.search(r"^# (\{\"mean\".*\})$", section, re.M).group(1))
+    post = http.post("/v1/tensor", json=body)
+    get = http.get(query)
+    assert post.status_code == get.status_code == 200 and post.content == get.content
+    assert get.headers["cache-control"] == "public, max-age=31536000, immutable"
+    header_length = int.from_bytes(post.content[:8], "little")
+    stats = json.loads(json.loads(post.content[8 : 8 + header_length])["__metadata__"]["stats"])["weight"]
+    assert shown == {key: stats[key] for key in ("mean", "std", "min", "max")}
+    summary = http.get(query, headers={"accept": "application/json"}).json()["tensors"]["weight"]["stats"]
+    assert summary == stats
+    expected = reference([256, 784], "kaiming_uniform", {"a": math.sqrt(5)}, seed=0)
+    assert body == {"shape": [256, 784], "init": {"scheme": "kaiming_uniform", "a": math.sqrt(5)}, "seed": 0,
+                    "device": "cpu"}
+    assert as_bytes(safetensors.torch.load(post.content)["weight"]) == as_bytes(expected)
+    assert 'client.tensor([256, 784], "kaiming_uniform", a=5 ** 0.5, seed=0, device="cpu")' in section
+
+
+def test_a_seeded_get_with_device_auto_is_no_cache_and_revalidates(http):
+    query = "/v1/tensor?shape=16,8&scheme=kaiming_uniform&seed=0"
+    first = http.get(query)
+    assert first.headers["cache-control"] == "no-cache" and first.headers["etag"]
+    again = http.get(query, headers={"if-none-match": first.headers["etag"]})
+    assert again.status_code == 304
+    assert http.get(query + "&device=cpu").headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert http.get("/v1/tensor?shape=16,8&scheme=kaiming_uniform").headers["cache-control"] == "no-store"
+    assert "`device=auto`, the default, it is\n`no-cache`" in _readme_section("Quickstart")

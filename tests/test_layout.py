@@ -46,7 +46,7 @@ def test_importing_the_package_or_the_client_changes_nothing_in_the_process():
     assert not loaded & {"torch", "pydantic", "fastapi", "starlette", "service.schemas", "service.api"}
 
 
-def test_readme_lists_every_setting_and_starts_with_the_two_commands():
+def test_readme_lists_every_setting():
     from pathlib import Path
 
     from service.settings import Settings
@@ -54,5 +54,26 @@ def test_readme_lists_every_setting_and_starts_with_the_two_commands():
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     for name in Settings.model_fields:
         assert f"`INITSVC_{name.upper()}`" in readme, name
-    head = readme.split("```")[1]
-    assert "pip install -e '.[test]'" in head and "initsvc serve" in head and "python -m pytest" in head
+
+
+def test_readme_starts_with_the_two_commands():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    first, second = [line.split("#")[0].strip() for line in readme.split("```")[1].splitlines()[1:3]]
+    # line 1 sets up the server alone and starts it in the background, so line 2 can run in the
+    # same terminal: the test tools (the test extra, not the server's dependencies), then the tests
+    assert first.startswith("python3 -m venv .venv && .venv/bin/pip install -e . && ")
+    assert first.endswith("{ .venv/bin/initsvc serve & }") and "[test]" not in first
+    assert second == ".venv/bin/pip install -e '.[test]' && .venv/bin/python -m pytest"
+    assert subprocess.run(["bash", "-n", "-c", f"{first}\n{second}"], capture_output=True).returncode == 0
+
+
+def test_the_servers_dependencies_hold_no_test_tools():
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())["project"]
+    names = {dep.split("==")[0].split(">")[0].split("[")[0].strip().lower() for dep in project["dependencies"]}
+    assert not names & {"pytest", "pytest-timeout", "scipy", "playwright", "schemathesis"}
+    assert "pytest" in " ".join(project["optional-dependencies"]["test"])
