@@ -24,9 +24,9 @@ class AsyncInitClient(BaseClient):
     ``$INITSVC_API_KEY`` (sent as ``Authorization: Bearer``). 429 and 503 answers are retried up
     to ``retries`` times, waiting ``Retry-After`` when the server sends it, else exponential backoff
     from ``backoff_s`` (a refused connection raises ``httpx.ConnectError`` at once); ``sleep`` does
-    the waiting (tests pass a recorder). ``transport`` goes to ``httpx.AsyncClient``: ``httpx.MockTransport(handler)``, or
-    ``httpx.ASGITransport(app)`` with the app's lifespan running, need no network. Use it with
-    ``async with``, or await ``aclose()``.
+    the waiting (tests pass a recorder). ``transport`` goes to ``httpx.AsyncClient``:
+    ``httpx.MockTransport(handler)``, or ``httpx.ASGITransport(app)`` with the app's lifespan
+    running, need no network. Use it with ``async with``, or await ``aclose()``.
     """
 
     _http: httpx.AsyncClient

@@ -48,8 +48,9 @@ class InitClient(BaseClient):
     ``$INITSVC_API_KEY`` (sent as ``Authorization: Bearer``). 429 and 503 answers are retried up
     to ``retries`` times, waiting ``Retry-After`` when the server sends it, else exponential backoff
     from ``backoff_s`` (a refused connection raises ``httpx.ConnectError`` at once); ``sleep`` does
-    the waiting (tests pass a recorder). ``transport`` goes to ``httpx.Client``: ``httpx.MockTransport(handler)`` needs no
-    network. Use it as a context manager, or call ``close()``.
+    the waiting (tests pass a recorder). ``transport`` goes to ``httpx.Client``:
+    ``httpx.MockTransport(handler)`` needs no network. Use it as a context manager, or call
+    ``close()``.
     """
 
     _http: httpx.Client
