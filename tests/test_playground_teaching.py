@@ -439,3 +439,16 @@ def test_model_tab_sends_only_changed_fields_and_shows_a_422_at_its_field(page: 
     assert page.locator(f'#model-form [data-field="{field}"] .error').inner_text() == ""
     assert page.locator("#model-body tr").count() > 0
     assert console.errors(allow_statuses=(422,)) == []
+
+
+def test_a_tensor_too_large_to_fetch_is_estimated_from_its_histogram(page: Page, server: Any, http: httpx.Client):
+    query = {"shape": "2050,2050", "scheme": "normal", "seed": "1"}  # 16.03 MiB of float32: over the 16 MiB it counts
+    console = open_tensor_view(page, server.url, f"?{urlencode(query)}&bins=120")
+    assert "estimated from the histogram" in shown(page, "#rule-note")
+    values = load_safetensors(http.get(f"/v1/tensor?{urlencode(query)}").content)["weight"].double()
+    for k in (1, 2, 3):
+        observed = shown(page, f"#rule-{k}-observed")
+        assert observed.startswith("\u2248 ")
+        true_share = float((values.abs() <= k).double().mean())
+        assert number(observed[2:].rstrip(" %")) == pytest.approx(true_share * 100, abs=0.2), k
+    assert console.errors() == []

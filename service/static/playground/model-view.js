@@ -212,7 +212,9 @@ export class ModelView {
       });
     }
     const textFor = (value) => (choices ? JSON.stringify(value ?? null) : textOf(value));
-    const start = initial === undefined ? textFor(field.default) : raw ? String(initial) : textFor(initial);
+    let start = initial === undefined ? textFor(field.default) : raw ? String(initial) : textFor(initial);
+    // The address writes a choice as plain text (relu), or as JSON where plain text is ambiguous ("").
+    if (choices && raw && initial !== undefined && ![...control.options].some((o) => o.value === start)) start = JSON.stringify(start);
     control.value = start;
     control.addEventListener(control.tagName === "SELECT" ? "change" : "input", () => this.schedule(control.tagName === "SELECT"));
     const facts = [`${kind}${field.nullable ? " or null" : ""}`, `default ${JSON.stringify(field.default ?? null)}`];
@@ -257,7 +259,12 @@ export class ModelView {
     return {
       wrap, error, control, field,
       read,
-      raw: () => control.value,
+      raw: () => {
+        if (!choices) return control.value;
+        const value = JSON.parse(control.value);
+        const plain = typeof value === "string" && value !== "" && ![...control.options].some((o) => o.value === value);
+        return plain ? value : control.value;
+      },
       isDefault: (value) => same(value, field.default ?? null),
       markChanged: (on) => { changed.hidden = !on; },
     };

@@ -6,8 +6,8 @@
 import { expectedShare } from "./density.js";
 
 export const RULE_KS = [1, 2, 3];
-/** Tensors up to this many elements are fetched and counted exactly. */
-export const COUNT_LIMIT = 1 << 22;
+/** Tensors up to this many bytes (4M float32 elements) are fetched and counted exactly. */
+export const COUNT_LIMIT_BYTES = 16 << 20;
 
 const EPS = { F64: 0, F32: 2 ** -23, F16: 2 ** -10, BF16: 2 ** -7 };
 

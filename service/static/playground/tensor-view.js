@@ -8,7 +8,7 @@ import { describe, ruleNote, theoryFor } from "./density.js";
 import { buildParams, fitShape, parseShape } from "./form.js";
 import { DTYPE_BYTES, fmt, fmtBytes, fmtInt, fmtShape } from "./format.js";
 import { drawHistogram, hasBands } from "./plot.js";
-import { COUNT_LIMIT, countFromHistogram, countWithin, fmtShare, readSafetensors, ruleRows } from "./rule.js";
+import { COUNT_LIMIT_BYTES, countFromHistogram, countWithin, fmtShare, readSafetensors, ruleRows } from "./rule.js";
 import { curlCommand, downloadUrl, pythonCode } from "./snippets.js";
 import { setQuery } from "./url.js";
 
@@ -324,11 +324,13 @@ export class TensorView {
    * The 68-95-99.7 table: counted exactly from the tensor's own bytes (the same recipe and seed
    * as a safetensors file) up to COUNT_LIMIT elements, else estimated from the histogram.
    */
-  async countRule({ stats, theory, url }, signal) {
+  async countRule({ stats, theory, url, dtype }, signal) {
     let counts = null;
     let exact = false;
     let how = "";
-    if (stats.numel > 0 && stats.numel <= COUNT_LIMIT) {
+    const bytes = stats.numel * (DTYPE_BYTES[dtype] ?? 4);
+    $("rule-panel").setAttribute("aria-busy", "true");
+    if (stats.numel > 0 && bytes <= COUNT_LIMIT_BYTES) {
       try {
         const response = await fetch(url, { headers: { Accept: "application/octet-stream" }, signal });
         if (!response.ok) throw new Error(`the server answered ${response.status}`);
@@ -340,8 +342,8 @@ export class TensorView {
         if (error.name === "AbortError" || signal.aborted) return;
         how = `Could not fetch the values to count them (${error.message}); observed shares are estimated from the histogram.`;
       }
-    } else if (stats.numel > COUNT_LIMIT) {
-      how = `Observed shares are estimated from the histogram (values spread evenly within each bin): over ${fmtInt(COUNT_LIMIT)} elements the page does not fetch the values to count them.`;
+    } else if (bytes > COUNT_LIMIT_BYTES) {
+      how = `Observed shares are estimated from the histogram (values spread evenly within each bin): the page fetches the values to count them only up to ${fmtBytes(COUNT_LIMIT_BYTES)}, and this tensor is ${fmtBytes(bytes)}.`;
     }
     if (signal.aborted) return;
     if (!counts && stats.histogram && stats.numel > 0) counts = countFromHistogram(stats.histogram, theory.center, theory.spread);
@@ -380,6 +382,7 @@ export class TensorView {
       return tr;
     }));
     $("rule-note").textContent = [ruleNote(theory), how].filter(Boolean).join(" ");
+    $("rule-panel").setAttribute("aria-busy", "false");
   }
 
   redraw() {
