@@ -1,8 +1,9 @@
 """transformers/BertModel: ``transformers.BertModel(transformers.BertConfig(**config))``.
 
-Versions ``>=5.0,<6``: the fields are ``BertConfig``'s in transformers 5 (a typed dataclass there),
-and the reference digests were computed by 5.25.0. transformers 4.57.6 gives the same keys and
-bytes for these configs, but its config takes other (and untyped) arguments.
+Versions ``>=5.0,<6``: the reference digests were computed by 5.25.0, and 5.0.0, 5.5.0, 5.9.0,
+5.12.1, 5.15.0 and 5.20.0 give the same keys and bytes; the fields are ``BertConfig``'s keyword
+arguments, the same throughout 5.x. transformers 4.57.6 gives the same keys and bytes, but its
+config takes other (untyped) arguments, so 4.x is not claimed.
 
 Replay, in the reference's order (d = hidden_size, m = intermediate_size, r = initializer_range):
 

@@ -1,8 +1,12 @@
 """transformers/GPT2LMHeadModel: ``transformers.GPT2LMHeadModel(transformers.GPT2Config(**config))``.
 
-Versions ``>=5.0,<6``: the fields are ``GPT2Config``'s in transformers 5 (a typed dataclass there),
-and the reference digests were computed by 5.25.0. transformers 4.57.6 gives the same keys and
-bytes for these configs, but its config takes other (and untyped) arguments, so 4.x is not claimed.
+Versions ``>=5.15,<6``: the reference digests were computed by 5.25.0, and 5.15.0, 5.16.0 and
+5.20.0 give the same keys and bytes. transformers 5.0 to 5.14 draw differently: their
+``_init_weights`` looked for the residual projections by the parameter name ``"c_proj.weight"``
+on the whole model, which never matches (``h.0.attn.c_proj.weight``), so ``c_proj`` kept its
+N(0, r) (checked at 5.0.0, 5.5.0, 5.12.1, 5.14.0 and 5.14.1, which all differ). transformers
+4.57.6 gives the same bytes, but its config takes other (untyped) arguments, so 4.x is not
+claimed. The fields are ``GPT2Config``'s keyword arguments, the same throughout 5.x.
 
 Replay, in the reference's order (d = n_embd, i = n_inner or 4·d, L = n_layer, r = initializer_range):
 
@@ -146,7 +150,7 @@ PRESET = Preset(
     name="transformers/GPT2LMHeadModel",
     library="transformers",
     reference="transformers.GPT2LMHeadModel(transformers.GPT2Config(**config))",
-    versions=">=5.0,<6",
+    versions=">=5.15,<6",
     fields=(
         size("vocab_size", 50257, "rows of transformer.wte (and lm_head)"),
         size("n_positions", 1024, "rows of transformer.wpe"),

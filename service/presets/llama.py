@@ -1,8 +1,10 @@
 """transformers/LlamaForCausalLM: ``transformers.LlamaForCausalLM(transformers.LlamaConfig(**config))``.
 
-Versions ``>=5.0,<6``: the fields are ``LlamaConfig``'s in transformers 5 (``rope_parameters``
-replaced 4.x's ``rope_theta``/``rope_scaling``), and the reference digests were computed by 5.25.0.
-transformers 4.57.6 gives the same keys and bytes for these configs, but takes other arguments.
+Versions ``>=5.0,<6``: the reference digests were computed by 5.25.0, and 5.0.0, 5.5.0, 5.9.0,
+5.12.1, 5.15.0 and 5.20.0 give the same keys and bytes; the fields are ``LlamaConfig``'s keyword
+arguments, the same throughout 5.x (``rope_parameters`` replaced 4.x's ``rope_theta`` and
+``rope_scaling``). transformers 4.57.6 gives the same keys and bytes, but takes other arguments,
+so 4.x is not claimed.
 
 Replay, in the reference's order (d = hidden_size, h = head_dim or d // num_attention_heads,
 n = num_attention_heads, k = num_key_value_heads or n, m = intermediate_size, r = initializer_range):

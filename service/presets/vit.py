@@ -1,9 +1,11 @@
 """transformers/ViTModel: ``transformers.ViTModel(transformers.ViTConfig(**config))``.
 
-Versions ``>=5.0,<6``: transformers 5 renamed ViT's keys (``layers.N.attention.q_proj.weight``,
-``layers.N.mlp.fc1.weight``, ``layers.N.layernorm_before.weight``, ...); 4.x names the same tensors
-``encoder.layer.N.attention.attention.query.weight`` and so on, with the same draws, so a 4.x
-state_dict has other keys and 4.x is not claimed. The reference digests were computed by 5.25.0.
+Versions ``>=5.9,<6``: transformers 5.9 renamed ViT's keys (``layers.N.attention.q_proj.weight``,
+``layers.N.mlp.fc1.weight``, ``layers.N.layernorm_before.weight``, ...); 4.x and 5.0 to 5.8 name
+the same tensors ``encoder.layer.N.attention.attention.query.weight`` and so on, so their
+state_dicts have other keys and are not claimed. The reference digests were computed by 5.25.0;
+5.9.0, 5.10.2, 5.12.1, 5.15.0 and 5.20.0 give the same keys and bytes. The fields are
+``ViTConfig``'s keyword arguments, the same throughout 5.x.
 
 Replay, in the reference's order (d = hidden_size, H = num_attention_heads, h = d // H,
 (ph, pw) = patch_size, (ih, iw) = image_size, P = (ih // ph)·(iw // pw), r = initializer_range):
@@ -157,7 +159,7 @@ PRESET = Preset(
     name="transformers/ViTModel",
     library="transformers",
     reference="transformers.ViTModel(transformers.ViTConfig(**config))",
-    versions=">=5.0,<6",
+    versions=">=5.9,<6",
     fields=(
         size("hidden_size", 768, "the model width d"),
         size("num_hidden_layers", 12, "encoder layers"),
