@@ -6,6 +6,10 @@ reference; the configs the reference refuses are refused naming the field."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import pytest
 
 transformers = pytest.importorskip("transformers")
@@ -168,3 +172,17 @@ def test_warns_where_the_reference_builds_anyway(name, config, needle):
     _reference(name, config, 0)
     _, warnings = PRESETS[name].resolve(config)
     assert any(needle in w for w in warnings), warnings
+
+
+
+def test_the_replays_never_import_transformers():
+    """The service answers from the replays alone: building all four loads no transformers module."""
+    configs = {name: config for name, _, config in CASES}  # the last case of each preset
+    code = (
+        "import json, sys; from service.presets import PRESETS; from service.presets.replay import replay\n"
+        f"for name, config in json.loads({json.dumps(configs)!r}).items():\n"
+        "    replay(PRESETS[name], PRESETS[name].resolve(config)[0], 0)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'transformers'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
