@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from service.engine import mt19937
+from service.engine import mt19937, transforms
 from service.engine.draws import (
     BLOCK,
     DTYPES,
@@ -51,9 +51,12 @@ PARALLEL_MIN_ELEMENTS = 1 << 21
 
 # Tests put (op, dtype) pairs here (then call clear_self_test) to make the self-test fail for them.
 FORCE_MISMATCH: set[tuple[str, torch.dtype]] = set()
+# The same for the selected-draw kernel's part of the self-test alone.
+FORCE_SELECT_MISMATCH: set[tuple[str, torch.dtype]] = set()
 
 _self_test_lock = threading.Lock()
 _self_test_cache: dict[str, bool] = {}
+_select_cache: dict[str, bool] = {}  # the selected-draw kernel's part of the self-test
 
 
 def default_threads() -> int:
@@ -153,11 +156,14 @@ def fill_slice(
     full_shape: tuple[int, ...] | list[int],
     slice_bounds: list[tuple[int, int]],
     base_draws: int = 0,
+    threads: int = 1,
 ) -> torch.Tensor:
     """Fill ``out`` with ``full[s0:e0, s1:e1, ...]`` of the tensor ``parallel_fill_`` would give.
 
-    Only the runs of the flat index space the slice covers are generated, each group of runs from a
-    generator jumped to its first draw (see ``slices``). Returns ``out``.
+    Only the runs of the flat index space the slice covers are generated. Where the selected-draw
+    kernel serves (op, dtype) and passed the self-test (``selected_ok``), it skips the gaps by
+    twisting and transforms only the runs, on ``threads`` threads (``transforms``); otherwise each
+    group of runs comes from a torch generator jumped to its first draw (``slices``). Returns ``out``.
     """
     check_op_dtype(op, out.dtype)
     full_shape = tuple(int(x) for x in full_shape)
@@ -172,8 +178,19 @@ def fill_slice(
         fill_serial_(full, op, p1, p2, mt19937.generator_at(seed, base_draws))
         return out.copy_(full[tuple(slice(s, e) for s, e in slice_bounds)])
     target = out if out.is_contiguous() else torch.empty(plan.shape, dtype=out.dtype)
-    fill_runs(target.view(-1), plan, op, p1, p2, seed, base_draws)
+    flat = target.view(-1)
+    if not (
+        selected_ok(op, out.dtype)
+        and transforms.fill_runs_uniform(flat, plan.starts, plan.length, p1, p2, seed, base_draws, threads)
+    ):
+        fill_runs(flat, plan, op, p1, p2, seed, base_draws)
     return out if target is out else out.copy_(target)
+
+
+def selected_ok(op: Op, dtype: torch.dtype) -> bool:
+    """Whether slices of (op, dtype) may use the selected-draw kernel: it serves them, and the
+    self-test found its bytes equal to serial torch on this host."""
+    return transforms.serves(op, dtype) and selected_self_test().get(_key(op, dtype), False)
 
 
 def self_test() -> dict[str, bool]:
@@ -183,27 +200,44 @@ def self_test() -> dict[str, bool]:
     whole block), in chunks [0, 624, 1872, 3001] (jumps of 1 and 3 blocks, 2 and 6 for float64),
     plus a slice across the tail. The reference is plain torch: ``manual_seed``, then
     ``random_`` on 1001 int32 (one draw each), then the op. Cached; see ``FORCE_MISMATCH``.
+    The same run also checks the selected-draw kernel (``selected_self_test``).
     """
     with _self_test_lock:
         if not _self_test_cache:
             for op in OPS:
                 for dtype in DTYPES:
                     _self_test_cache[_key(op, dtype)] = _check_one(op, dtype)
+                    if transforms.serves(op, dtype):
+                        _select_cache[_key(op, dtype)] = _check_selected(op, dtype)
         return dict(_self_test_cache)
+
+
+def selected_self_test() -> dict[str, bool]:
+    """``{"uniform/float32": True, ...}`` for each (op, dtype) the selected-draw kernel serves:
+    its slices equal serial torch's (``_check_selected``). Empty without the kernel."""
+    self_test()
+    with _self_test_lock:
+        return dict(_select_cache)
 
 
 def clear_self_test() -> None:
     """Forget the cached self-test, so the next call runs it again."""
     with _self_test_lock:
         _self_test_cache.clear()
+        _select_cache.clear()
 
 
 def capability() -> dict:
     """What this host serves in parallel, for provenance (``/v1/devices``)."""
-    passed = self_test()
+    passed, selected = self_test(), selected_self_test()
     return {
         "parallel": sorted(k for k, ok in passed.items() if ok),
         "serial_only": sorted(k for k, ok in passed.items() if not ok),
+        # Slices whose gaps the selected-draw kernel (``transforms``) skips; where its self-test
+        # failed; why it is not built.
+        "selected_draws": sorted(k for k, ok in selected.items() if ok),
+        "selected_draws_failed": sorted(k for k, ok in selected.items() if not ok),
+        "selected_draws_unavailable": transforms.unavailable_reason(),
         "threads_default": default_threads(),
         "min_parallel_elements": PARALLEL_MIN_ELEMENTS,
         "torch": torch.__version__,
@@ -227,6 +261,28 @@ def _check_one(op: Op, dtype: torch.dtype, seed: int = 20240607, base_draws: int
     return torch.equal(as_bytes(chunked), as_bytes(expected)) and torch.equal(
         as_bytes(sliced), as_bytes(expected[a:b])
     )
+
+
+def _check_selected(op: Op, dtype: torch.dtype, seed: int = 20240607, base_draws: int = 1001) -> bool:
+    """The kernel's 2-D blocks of a [61, 53] tensor after 1001 base draws (odd row length, runs
+    that start on odd draws, a last run at the very end; one and two threads) equal the same cuts
+    of serial torch. Cached with the rest of the self-test; see ``FORCE_SELECT_MISMATCH``."""
+    shape, p1, p2 = (61, 53), -3.0, 7.5
+    g = torch.Generator().manual_seed(seed)
+    torch.empty(base_draws, dtype=torch.int32).random_(generator=g)
+    full = fill_serial_(torch.empty(shape, dtype=dtype), op, p1, p2, g)
+    for bounds, threads in ((((0, 61), (7, 20)), 1), (((3, 61), (40, 53)), 2), (((10, 11), (0, 53)), 1)):
+        plan = plan_runs(shape, bounds)
+        got = torch.empty(plan.shape, dtype=dtype)
+        ok = transforms.fill_runs_uniform(
+            got.view(-1), plan.starts, plan.length, p1, p2, seed, base_draws, threads, thread_min_draws=1
+        )
+        if (op, dtype) in FORCE_SELECT_MISMATCH and got.numel():
+            got.view(-1).view(torch.uint8)[0] ^= 1
+        want = full[tuple(slice(a, b) for a, b in bounds)].contiguous()
+        if not (ok and torch.equal(got.view(torch.uint8), want.view(torch.uint8))):
+            return False
+    return True
 
 
 def _passed(op: Op, dtype: torch.dtype) -> bool:

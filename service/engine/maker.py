@@ -230,9 +230,14 @@ def make_tensor(
             t = run[a - s : b - s].view(_sliced_shape(spec))
             generation = {"threads": threads, "slice": "direct"}
         else:
+            # Runs of the flat index space; the selected-draw kernel (where it passed the self-test)
+            # skips the gaps and uses ``threads``, else one torch generator per group of runs.
             t = torch.empty(_sliced_shape(spec), dtype=dtype)
-            chunked.fill_slice(t, op, p1, p2, streams.seed, spec.shape, list(spec.slice), streams.draws)
-            generation = {"threads": 1, "slice": "direct"}
+            selected = chunked.selected_ok(op, dtype)
+            chunked.fill_slice(
+                t, op, p1, p2, streams.seed, spec.shape, list(spec.slice), streams.draws, threads if selected else 1
+            )
+            generation = {"threads": threads if selected else 1, "slice": "direct"}
         streams.advance(draws_consumed(op, dtype, n))
         stats_acc = StatsAccumulator(t.reshape(-1)) if spec.with_stats else None
         if on_ready is not None:
