@@ -19,7 +19,7 @@ import httpx
 import pytest
 from safetensors.torch import load
 
-from tests.conftest import LiveServer, _free_port
+from tests.conftest import LiveServer, _free_port, live_server
 from tests.torch_reference import as_bytes, reference
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,6 +97,18 @@ def start_nginx(prefix: Path, upstream_port: int) -> tuple[subprocess.Popen, int
     return process, port
 
 
+def _stop(process: subprocess.Popen, prefix: Path) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+    process.stderr.close()
+    errors = [line for line in (prefix / "error.log").read_text().splitlines() if "[emerg]" in line or "[crit]" in line]
+    assert not errors, errors
+
+
 @pytest.fixture(scope="module")
 def cached(server: LiveServer, tmp_path_factory) -> Iterator[httpx.Client]:
     """A client of nginx, which forwards to the session's live service."""
@@ -106,15 +118,7 @@ def cached(server: LiveServer, tmp_path_factory) -> Iterator[httpx.Client]:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
             yield client
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-        process.stderr.close()
-    errors = [line for line in (prefix / "error.log").read_text().splitlines() if "[emerg]" in line or "[crit]" in line]
-    assert not errors, errors
+        _stop(process, prefix)
 
 
 def _only_tensor(body: bytes):
@@ -218,5 +222,28 @@ def test_request_id_is_the_clients_on_a_hit(cached):
 
 def test_other_paths_pass_through(cached):
     health = cached.get("/healthz")
-    assert health.status_code == 200
+    assert health.status_code == 200 and health.json() == {"status": "ok"}
     assert "x-cache-status" not in health.headers
+    own = cached.get("/cache-healthz")  # nginx's own, for the cache tier's probes
+    assert own.status_code == 200 and own.text == "ok\n"
+
+
+def test_a_hit_needs_the_credential_the_service_accepted(tmp_path):
+    """With API keys on, a cached answer never reaches a request the service would refuse."""
+    url = "/v1/tensor?shape=8,8&scheme=uniform&seed=19&device=cpu"
+    with live_server(api_keys="key-one,key-two") as guarded:
+        process, port = start_nginx(tmp_path, guarded.port)
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+                one = {"Authorization": "Bearer key-one"}
+                assert client.get(url, headers=one).headers["x-cache-status"] == "MISS"
+                assert client.get(url, headers=one).headers["x-cache-status"] == "HIT"
+                anonymous = client.get(url)
+                assert anonymous.status_code == 401 and anonymous.headers["x-cache-status"] == "MISS"
+                wrong = client.get(url, headers={"Authorization": "Bearer key-zero"})
+                assert wrong.status_code == 401 and wrong.headers["x-cache-status"] == "MISS"
+                two = client.get(url, headers={"X-API-Key": "key-two"})
+                assert two.status_code == 200 and two.headers["x-cache-status"] == "MISS"
+                assert two.content == client.get(url, headers=one).content
+        finally:
+            _stop(process, tmp_path)
