@@ -86,3 +86,38 @@ def fill_serial_(t: torch.Tensor, op: Op, p1: float, p2: float, g: torch.Generat
     if op == "uniform":
         return t.uniform_(p1, p2, generator=g)
     return t.normal_(p1, p2, generator=g)
+
+
+# 32-bit draws of one pair of ``normal_distribution<double>`` values (two ``random64`` uniforms).
+PAIR_DRAWS = 4
+
+
+def uses_double_normal(n: int, contiguous: bool) -> bool:
+    """Whether ``normal_`` on n elements takes the ``normal_distribution<double>`` path (n < 16 or
+    non-contiguous, every dtype), whose draws depend on the generator's cached double normal."""
+    return n > 0 and (n < BLOCK or not contiguous)
+
+
+def double_normal_draws(n: int, cached: bool) -> tuple[int, bool]:
+    """(draws, cached afterwards) of ``normal_`` on n elements on the ``normal_distribution<double>``
+    path, entered with (``cached``) or without a cached value.
+
+    Element by element: a cached value is used first (no draw) and cleared; otherwise a pair takes
+    4 draws, gives r·cos θ and caches r·sin θ (unscaled: the next element scales it by its own
+    mean and std). So p = ceil((n - c)/2) pairs, and a value stays cached iff n - c is odd; the
+    last pair, if any, starts at draw 4·(p - 1).
+    """
+    if n <= 0:
+        return 0, cached
+    rest = n - int(cached)
+    return PAIR_DRAWS * (-(-rest // 2)), rest % 2 == 1
+
+
+def fill_draws(op: Op, dtype: torch.dtype, n: int, contiguous: bool, cached: bool) -> tuple[int, bool]:
+    """(draws, cached afterwards) of ``uniform_``/``normal_`` on a tensor of n elements, in any layout
+    (``uniform_`` fills in memory order at ``draws_per_element`` each; ``normal_`` as
+    :func:`draws_consumed` when contiguous with n >= 16, else :func:`double_normal_draws`)."""
+    check_op_dtype(op, dtype)
+    if op == "normal" and uses_double_normal(n, contiguous):
+        return double_normal_draws(n, cached)
+    return draws_consumed(op, dtype, n), cached

@@ -328,3 +328,22 @@ def load_state(state: MTState) -> torch.Generator:
     g = torch.Generator()
     g.set_state(encode_state(state))
     return g
+
+
+def advance_state(state: MTState, draws: int) -> MTState:
+    """``state`` after ``draws`` more 32-bit draws, from any state (seeded, jumped or loaded).
+
+    ``left - 1`` draws are left in the current array; past them the array is twisted as from
+    ``left = 1, next = 624`` (the same rule as ``StreamCursor.state``). Caches are kept: word draws
+    never touch them.
+    """
+    if draws < 0:
+        raise ValueError(f"draws must be >= 0; got draws={draws}")
+    pre = state.left - 1
+    if draws <= pre:
+        return dataclasses.replace(state, left=state.left - draws, next=state.next + draws)
+    rest = draws - pre
+    words = advance_words(state.words, -(-rest // N))
+    r = rest % N
+    left, next_ = (1, N) if r == 0 else (N + 1 - r, r)
+    return dataclasses.replace(state, words=words, left=left, next=next_)

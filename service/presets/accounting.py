@@ -1,0 +1,318 @@
+"""Any tensor of a preset without making the rest: stream accounting over a recorded build.
+
+A preset's replay draws every tensor from one serial stream (torch's global CPU generator,
+seeded), so tensor k's bytes depend on how many draws every op before it took. The build is
+recorded once per (preset, config) on ``meta`` (``recording.py``); each draw's count is a
+function of its shape and dtype (``engine/draws.py``), so where each op's draws begin is a prefix
+sum, known without generating anything. To make key K:
+
+1. **Slice.** Walking the record backwards from the end with K's storage live, an op is needed
+   when it writes a live storage; what it reads becomes live, and what it overwrites whole without
+   reading (``uniform_``, ``normal_``, ``fill_``, a factory) stops being live. For a Llama
+   ``down_proj.weight`` that leaves its final ``normal_`` alone: its ``kaiming_uniform_`` at
+   construction is overwritten, so it is counted but never generated.
+2. **Offsets.** Walking forwards to the last needed op: draws since the last known state, and
+   whether the generator holds a cached double normal (``normal_`` under 16 elements or
+   non-contiguous uses ``normal_distribution<double>``, which caches the second value of a pair,
+   unscaled, for the next such op). An **unaccountable** op (torch's ``trunc_normal_``, rejection
+   sampling) before a needed op is run by itself from its known state, on a tensor of its shape,
+   and the state it leaves becomes the new known state: the answer is generated from the last
+   known offset.
+3. **Replay.** Only K's storages are allocated, on the CPU; the needed ops run in order, each
+   draw with a private ``torch.Generator`` jumped to its offset (``engine/mt19937.py``); a cached
+   normal is rebuilt by drawing the pair that set it (one float64 ``normal_``) and jumping on.
+
+Keys that depend on an **opaque** op (an RNG op without accounting, or a value made outside
+dispatch) are made by the whole build; so is every key of a preset whose self-test failed
+(:func:`self_test`: accounting against the serial build, on small configs of every preset).
+The answer is byte-identical either way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from service.engine import mt19937
+from service.engine.draws import PAIR_DRAWS, fill_draws, uses_double_normal
+from service.presets.recording import _DEVICE, Op, Recording, Ref, record
+
+
+@dataclass(frozen=True)
+class Slice:
+    """What making some keys alone takes: the ops to run (indices, in order), the storages they
+    allocate, and the unaccountable ops to run from their known state first. ``reason`` is set
+    (and the rest is empty) when the keys need the whole build."""
+
+    keys: tuple[str, ...]
+    needed: tuple[int, ...]
+    storages: tuple[int, ...]
+    regenerated: tuple[int, ...]
+    nbytes: int
+    reason: str = ""
+
+    @property
+    def whole(self) -> bool:
+        return bool(self.reason)
+
+
+@functools.lru_cache(maxsize=16)
+def _recording(preset, config_json: str) -> Recording:
+    return record(preset.build, json.loads(config_json))
+
+
+def recording(preset, config: Mapping[str, Any]) -> Recording:
+    """The recorded build of ``preset`` with a resolved ``config`` (cached per config)."""
+    return _recording(preset, json.dumps(config, sort_keys=True))
+
+
+def plan_slice(rec: Recording, keys: Sequence[str]) -> Slice:
+    """The backward slice of ``keys`` (module docstring, 1) and whether it can be made alone."""
+    live = {rec.keys[k].sid for k in keys}
+    needed = []
+    for op in reversed(rec.ops):
+        if op.writes & live:
+            needed.append(op.index)
+            live -= op.kills
+            live |= op.reads
+    needed.reverse()
+    last = needed[-1] if needed else -1
+    regenerated = []
+    for op in rec.ops[: last + 1]:
+        if op.kind == "opaque" and (op.draws_rng or op.index in needed):
+            return Slice(tuple(keys), (), (), (), 0, reason=op.reason)
+        if op.kind == "trunc_normal" and op.index < last:
+            regenerated.append(op.index)
+    storages = sorted({s for i in needed for s in rec.ops[i].writes | rec.ops[i].reads} | {rec.keys[k].sid for k in keys})
+    scratch = sum(3 * rec.ops[i].target.numel * rec.ops[i].target.dtype.itemsize for i in regenerated)
+    nbytes = sum(rec.storages[s].nbytes for s in storages) + scratch
+    return Slice(tuple(keys), tuple(needed), tuple(storages), tuple(regenerated), nbytes)
+
+
+# --- forwards: where each draw begins ---------------------------------------------------------
+
+
+@dataclass
+class _Position:
+    anchor: mt19937.MTState  # the last known state
+    draws: int = 0  # draws since it
+    cache: Any = "anchor"  # "anchor" (as the anchor has it), None (no cached normal), or ("pair", draws)
+    _at: tuple[int, mt19937.MTState] | None = None  # the last state computed, to jump on from
+
+    def cached(self) -> bool:
+        if self.cache == "anchor":
+            return bool(self.anchor.normal_is_valid)
+        return self.cache is not None
+
+    def _stream(self, draws: int) -> mt19937.MTState:
+        """The anchor after ``draws`` draws (its caches as the anchor has them), jumping on from
+        the last such state when it is not past ``draws``."""
+        at, state = self._at if self._at and self._at[0] <= draws else (0, self.anchor)
+        state = mt19937.advance_state(state, draws - at)
+        self._at = (draws, state)
+        return state
+
+    def generator(self) -> torch.Generator:
+        """A private generator in exactly this position, cached normal included."""
+        if isinstance(self.cache, tuple):
+            start = self.cache[1]
+            g = mt19937.load_state(self._stream(start))
+            torch.empty(1, dtype=torch.float64).normal_(generator=g)  # the pair that set the cache
+            state = mt19937.advance_state(mt19937.decode_state(g.get_state()), self.draws - start - PAIR_DRAWS)
+        else:
+            state = self._stream(self.draws)
+            if self.cache is None and state.normal_is_valid:
+                state = dataclasses.replace(state, normal_is_valid=0, normal_y=0.0)
+        return mt19937.load_state(state)
+
+
+def _law_args(op: Op) -> tuple[float, float]:
+    """The (a, b) or (mean, std) an accounted draw uses."""
+    if op.func in (torch.ops.aten.rand.default, torch.ops.aten.randn.default):
+        return (0.0, 1.0)
+    rest = list(op.args[1:3])
+    names = ("from", "to") if op.law == "uniform" else ("mean", "std")
+    defaults = (0.0, 1.0)
+    return tuple(rest[i] if i < len(rest) else op.kwargs.get(names[i], defaults[i]) for i in range(2))  # type: ignore[return-value]
+
+
+def generators(rec: Recording, sl: Slice, seed: int) -> dict[int, torch.Generator]:
+    """A generator for each needed draw of ``sl``, each in the state the serial build has there."""
+    wanted = {i for i in sl.needed if rec.ops[i].draws_rng}
+    out: dict[int, torch.Generator] = {}
+    if not wanted:
+        return out
+    pos = _Position(mt19937.seeded_state(seed))
+    last = max(wanted)
+    for op in rec.ops[: last + 1]:
+        if not op.draws_rng:
+            continue
+        if op.index in wanted:
+            out[op.index] = pos.generator()
+        t = op.target
+        if op.index == last:
+            break
+        if op.kind == "trunc_normal":  # unaccountable: run it alone; where it stops is the new known state
+            g = torch.Generator()
+            g.set_state((out.get(op.index) or pos.generator()).get_state())
+            torch.nn.init.trunc_normal_(torch.empty_strided(t.size, t.stride, dtype=t.dtype), *op.args[1:], generator=g)
+            pos = _Position(mt19937.decode_state(g.get_state()))
+            continue
+        draws, cached_after = fill_draws(op.law, t.dtype, t.numel, t.contiguous(), pos.cached())
+        if op.law == "normal" and uses_double_normal(t.numel, t.contiguous()):
+            pos.cache = ("pair", pos.draws + draws - PAIR_DRAWS) if cached_after else None
+        pos.draws += draws
+    return out
+
+
+# --- replay -------------------------------------------------------------------------------------
+
+
+def make(rec: Recording, sl: Slice, seed: int) -> dict[str, torch.Tensor]:
+    """The keys of ``sl``, each equal to ``replay(...)[key]``, making only their slice."""
+    gens = generators(rec, sl, seed)
+    real: dict[int, torch.Tensor] = {}
+
+    def view(r: Ref) -> torch.Tensor:
+        base = real.get(r.sid)
+        if base is None:
+            st = rec.storages[r.sid]
+            base = real[r.sid] = torch.empty(st.numel, dtype=st.dtype)
+        return base.as_strided(r.size, r.stride, r.offset)
+
+    def resolve(x):
+        if isinstance(x, Ref):
+            return view(x)
+        if x is _DEVICE:
+            return torch.device("cpu")
+        if isinstance(x, (list, tuple)):
+            return type(x)(resolve(v) for v in x)
+        return x
+
+    with torch.no_grad():
+        for i in sl.needed:
+            op = rec.ops[i]
+            if op.kind == "constant":
+                (sid,) = op.writes
+                real[sid] = op.args[0].clone()
+            elif op.kind == "trunc_normal":
+                torch.nn.init.trunc_normal_(view(op.args[0]), *op.args[1:], generator=gens[i])
+            elif op.law is not None:
+                a, b = _law_args(op)
+                t = view(op.target)
+                (t.uniform_ if op.law == "uniform" else t.normal_)(a, b, generator=gens[i])
+            else:
+                result = op.func(*resolve(op.args), **{k: resolve(v) for k, v in op.kwargs.items()})
+                flat = result if isinstance(result, (list, tuple)) else [result]
+                for pos, r in op.outputs:
+                    real[r.sid] = flat[pos]
+    return {k: view(rec.keys[k]) for k in sl.keys}
+
+
+# --- self-test ----------------------------------------------------------------------------------
+
+# Small configs of every preset: odd widths (normal_ under 16 elements, cached normals), padding
+# rows, tied and untied heads, optional modules, every weight_init.
+SELF_TEST_CONFIGS: dict[str, tuple[dict[str, Any], ...]] = {
+    "transformers/GPT2LMHeadModel": (
+        {"n_layer": 2, "n_embd": 12, "n_head": 2, "vocab_size": 37, "n_positions": 9, "n_inner": 7,
+         "add_cross_attention": True, "tie_word_embeddings": False},
+    ),
+    "transformers/BertModel": (
+        {"num_hidden_layers": 2, "hidden_size": 10, "num_attention_heads": 2, "intermediate_size": 7,
+         "vocab_size": 31, "max_position_embeddings": 9, "type_vocab_size": 1, "pad_token_id": 3},
+    ),
+    "transformers/LlamaForCausalLM": (
+        {"num_hidden_layers": 2, "hidden_size": 8, "intermediate_size": 11, "num_attention_heads": 2,
+         "num_key_value_heads": 1, "vocab_size": 29, "pad_token_id": 2, "attention_bias": True, "mlp_bias": True},
+    ),
+    "transformers/ViTModel": (
+        {"num_hidden_layers": 2, "hidden_size": 8, "num_attention_heads": 2, "intermediate_size": 11,
+         "image_size": 8, "patch_size": 4, "num_channels": 3},
+        {"num_hidden_layers": 1, "hidden_size": 16, "num_attention_heads": 2, "intermediate_size": 24,
+         "image_size": 16, "patch_size": 4, "num_channels": 3},
+    ),
+    "timm/VisionTransformer": (
+        {"img_size": 8, "patch_size": 4, "embed_dim": 8, "depth": 2, "num_heads": 2, "num_classes": 5,
+         "reg_tokens": 1, "init_values": 0.1, "fix_init": True},
+        {"img_size": 8, "patch_size": 4, "embed_dim": 12, "depth": 1, "num_heads": 2, "num_classes": 3,
+         "weight_init": "jax_nlhb"},
+    ),
+    "nanogpt/GPT": ({"n_layer": 2, "n_embd": 12, "n_head": 2, "vocab_size": 23, "block_size": 7},),
+    "torchvision/resnet18": ({"num_classes": 7, "zero_init_residual": True},),
+    "torchvision/resnet50": ({"num_classes": 3},),
+}
+SELF_TEST_SEED = 2**32 + 11
+
+_self_test_lock = threading.Lock()
+_self_test_cache: dict[str, bool] = {}
+
+
+# Single keys checked alone per config (besides all keys at once): spread over the build.
+SELF_TEST_SINGLE_KEYS = 6
+
+
+def _same(got: torch.Tensor, want: torch.Tensor) -> bool:
+    return got.dtype == want.dtype and got.shape == want.shape and torch.equal(
+        got.reshape(-1).view(torch.uint8), want.reshape(-1).view(torch.uint8)
+    )
+
+
+def _check_preset(preset, configs) -> bool:
+    """Every key of each config made at once (each live draw at its own offset), and a few keys
+    made alone (their own walks and cursors), against the serial build."""
+    from service.presets.replay import replay
+
+    for raw in configs:
+        config, _ = preset.resolve(raw)
+        whole, _ = replay(preset, config, SELF_TEST_SEED)
+        rec = recording(preset, config)
+        keys = [k for k in rec.keys if not plan_slice(rec, [k]).whole]
+        step = max(1, len(keys) // SELF_TEST_SINGLE_KEYS)
+        for chosen in [keys, *([k] for k in keys[::step][:SELF_TEST_SINGLE_KEYS]), keys[-1:]]:
+            made = make(rec, plan_slice(rec, chosen), SELF_TEST_SEED)
+            if not all(_same(made[k], whole[k]) for k in chosen):
+                return False
+    return True
+
+
+def self_test() -> dict[str, bool]:
+    """``{preset name: passed}``: every key of small configs made alone equals the serial build,
+    byte for byte. A preset that fails is served by the whole build. Cached."""
+    from service.presets import PRESETS
+
+    with _self_test_lock:
+        if not _self_test_cache:
+            for name, preset in PRESETS.items():
+                try:
+                    ok = _check_preset(preset, SELF_TEST_CONFIGS.get(name, ()))
+                except Exception:  # noqa: BLE001 - any failure of the fast path disables it
+                    ok = False
+                _self_test_cache[name] = ok and name in SELF_TEST_CONFIGS
+        return dict(_self_test_cache)
+
+
+def clear_self_test() -> None:
+    with _self_test_lock:
+        _self_test_cache.clear()
+
+
+def capability() -> dict[str, Any]:
+    """For ``/v1/devices``: the presets whose keys are made alone, and those made whole."""
+    passed = self_test()
+    return {
+        "jumped": sorted(k for k, ok in passed.items() if ok),
+        "whole_only": sorted(k for k, ok in passed.items() if not ok),
+    }
+
+
+def usable(preset_name: str) -> bool:
+    return self_test().get(preset_name, False)
+
