@@ -26,6 +26,8 @@ from service.schemas.models import ModelRequest, ModelsCatalog
 
 router = APIRouter(prefix="/v1", tags=["models"])
 
+# A name the path cannot hold (a newline, say) matches no route.
+NO_SUCH_PATH = {404: {"description": "No route matches the path (a preset name with characters a path cannot hold)."}}
 # Query parameters of the GET form that are not config fields.
 REQUEST_PARAMETERS = ("seed", "dtype", "stats", "tensors", "histogram_bins", "rng")
 _INT = re.compile(r"^[+-]?[0-9]+$")
@@ -112,7 +114,7 @@ def model_request_from_query(preset: Preset, pairs: list[tuple[str, str]]) -> Mo
         raise RequestValidationError(errors) from None
 
 
-@router.get("/model/{name:path}", responses={**URL_RESPONSE, **ERROR_RESPONSES}, response_class=Response)
+@router.get("/model/{name:path}", responses={**URL_RESPONSE, **ERROR_RESPONSES, **NO_SUCH_PATH}, response_class=Response)
 async def get_model(name: str, request: Request, settings: SettingsDep, pool: PoolDep) -> Response:
     """The same request as a URL: `/v1/model/transformers/GPT2LMHeadModel?seed=0&n_layer=2&n_embd=64`.
 
@@ -129,7 +131,7 @@ async def get_model(name: str, request: Request, settings: SettingsDep, pool: Po
     return await answer(request, plan, pool, cache_control(plan))
 
 
-@router.head("/model/{name:path}", responses={**URL_RESPONSE, **ERROR_RESPONSES}, response_class=Response)
+@router.head("/model/{name:path}", responses={**URL_RESPONSE, **ERROR_RESPONSES, **NO_SUCH_PATH}, response_class=Response)
 async def head_model(name: str, request: Request, settings: SettingsDep, pool: PoolDep) -> Response:
     """The headers `GET /v1/model/{name}` would send (exact `Content-Length`, `ETag`), without the body."""
     return await get_model(name, request, settings, pool)
