@@ -1,31 +1,14 @@
-"""``initsvc``: serve the API, and fetch from it.
-
-    initsvc serve [--port 8000] [--device cuda:0] [--max-elements N ...]
-    initsvc fetch --shape 256 784 --scheme kaiming_uniform --seed 0 -o w.safetensors
-    initsvc module layers.json -o model.safetensors
-    initsvc schemes | gain relu | fans 64 3 7 7 | devices
-
-Thin over ``service.client`` (as httpx's ``_main.py`` is over httpx) and over ``Settings``, whose
-fields ``serve``'s options are. A service error prints ``ErrorName: detail`` on one line and
-exits 1, without a traceback. Client verbs never import torch.
-
-This module holds the ``initsvc`` group and ``serve``; the client verbs are in ``cli_client``, their
-shared options and value parsers in ``cli_options``.
-"""
+"""``initsvc serve``: the HTTP service in this process (one worker) or in several (``--workers``),
+with one option per setting (each sets its ``INITSVC_`` variable)."""
 
 from __future__ import annotations
 
 import os
-
-# Pinned before anything loads torch, as in ``service.app`` (``serve`` runs the server in this
-# process); the client commands never load torch, so it changes nothing for them.
-os.environ.setdefault("MKL_CBWR", "COMPATIBLE")
 from typing import Any, get_args
 
 import click
 
-from service.cli_client import CLIENT_COMMANDS
-from service.cli_options import CONTEXT, F
+from service.cli.options import CONTEXT, F
 from service.settings import Settings
 
 # Settings fields that serve takes as options (the rest, such as API keys, stay environment-only).
@@ -37,12 +20,6 @@ SERVE_SETTINGS = {
 }
 
 
-@click.group(context_settings=CONTEXT, commands=CLIENT_COMMANDS)
-def main() -> None:
-    """initsvc: initialized neural-network weights over HTTP, bit-identical to torch.nn.init."""
-
-
-# ---- serve -------------------------------------------------------------------------------------
 
 
 def _settings_options(command: F) -> F:
@@ -62,7 +39,7 @@ def _settings_options(command: F) -> F:
     return command
 
 
-@main.command(context_settings=CONTEXT,
+@click.command(context_settings=CONTEXT,
               epilog="Example: initsvc serve --port 8080 --device cpu --max-elements 100000000")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="TCP port.")
