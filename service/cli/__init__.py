@@ -30,6 +30,7 @@ from service.cli.serve import serve
 
 COMMANDS = (serve, fetch, module, model, models, schemes, gain, fans, devices)
 
+
 @click.group(context_settings=CONTEXT, commands=COMMANDS)
 def main() -> None:
     """initsvc: initialized neural-network weights over HTTP, bit-identical to torch.nn.init."""
