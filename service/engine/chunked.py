@@ -181,7 +181,9 @@ def fill_slice(
     flat = target.view(-1)
     if not (
         selected_ok(op, out.dtype)
-        and transforms.fill_runs_uniform(flat, plan.starts, plan.length, p1, p2, seed, base_draws, threads)
+        and transforms.fill_runs_selected(
+            flat, plan.starts, plan.length, op, p1, p2, seed, base_draws, plan.total, threads
+        )
     ):
         fill_runs(flat, plan, op, p1, p2, seed, base_draws)
     return out if target is out else out.copy_(target)
@@ -264,18 +266,27 @@ def _check_one(op: Op, dtype: torch.dtype, seed: int = 20240607, base_draws: int
 
 
 def _check_selected(op: Op, dtype: torch.dtype, seed: int = 20240607, base_draws: int = 1001) -> bool:
-    """The kernel's 2-D blocks of a [61, 53] tensor after 1001 base draws (odd row length, runs
-    that start on odd draws, a last run at the very end; one and two threads) equal the same cuts
-    of serial torch. Cached with the rest of the self-test; see ``FORCE_SELECT_MISMATCH``."""
-    shape, p1, p2 = (61, 53), -3.0, 7.5
+    """The kernel's 2-D blocks of a [97, 101] tensor after 1001 base draws equal the same cuts of
+    serial torch: odd row length, runs that start on odd draws, the last run at the very end
+    (9797 % 16 = 5, so normal_'s tail block), one and two threads, and one block of 9700 elements,
+    enough to tell fused from unfused float steps (a wrong choice in the normal_ kernel changed
+    about 1 element in 1200). Cached with the rest of the self-test; see ``FORCE_SELECT_MISMATCH``."""
+    shape, p1, p2 = (97, 101), -3.0, 7.5
     g = torch.Generator().manual_seed(seed)
     torch.empty(base_draws, dtype=torch.int32).random_(generator=g)
     full = fill_serial_(torch.empty(shape, dtype=dtype), op, p1, p2, g)
-    for bounds, threads in ((((0, 61), (7, 20)), 1), (((3, 61), (40, 53)), 2), (((10, 11), (0, 53)), 1)):
+    cuts = (
+        (((0, 97), (7, 20)), 1),
+        (((3, 97), (40, 101)), 2),
+        (((10, 11), (0, 101)), 1),
+        (((0, 97), (0, 100)), 2),
+    )
+    for bounds, threads in cuts:
         plan = plan_runs(shape, bounds)
         got = torch.empty(plan.shape, dtype=dtype)
-        ok = transforms.fill_runs_uniform(
-            got.view(-1), plan.starts, plan.length, p1, p2, seed, base_draws, threads, thread_min_draws=1
+        ok = transforms.fill_runs_selected(
+            got.view(-1), plan.starts, plan.length, op, p1, p2, seed, base_draws, plan.total, threads,
+            thread_min_draws=1,
         )
         if (op, dtype) in FORCE_SELECT_MISMATCH and got.numel():
             got.view(-1).view(torch.uint8)[0] ^= 1

@@ -1,11 +1,11 @@
-"""torch's CPU ``uniform_`` at selected positions of its MT19937 stream, skipping the rest cheaply.
+"""torch's CPU ``uniform_``/``normal_`` at selected positions of its MT19937 stream, skipping the rest cheaply.
 
 A shard of an inner dimension (``full[:, 1024:2048]`` of ``[4096, 8192]``) is many short runs of
 the flat index space with gaps shorter than a jump is worth, so ``slices`` generates through the
 gaps with torch: as costly as the whole tensor. Here a small C kernel walks the stream instead. It
 advances the 624-word array by block twists (about 0.1 ns a word; tempering, the float transform
 and the store are what cost torch ~2 ns an element) and tempers and transforms only the words of
-the runs. Threads take disjoint spans of the runs, each from a generator state jumped to its first
+the runs (for ``normal_``, the 16-element blocks that hold them). Threads take disjoint spans of the runs, each from a generator state jumped to its first
 draw (``mt19937.state_at``); ctypes releases the GIL during the call.
 
 The transforms restate ATen (``cpu/DistributionTemplates.h`` ``uniform_kernel``,
@@ -24,10 +24,19 @@ built with ``-ffp-contract=off`` and calls ``fma``/``fmaf`` explicitly). ``chunk
 then checks the whole path against serial torch; on a mismatch, without a C compiler, or with
 ``INITSVC_NATIVE_SELECT=0`` the service keeps the torch path (``slices``).
 
-Not served here (they keep the torch path, which is exact): ``normal_`` (its AVX2 Box–Muller uses
-avx_mathfun's log/sincos polynomials, whose fused operations follow the compiler's contraction
-choices in torch's build) and float16/bfloat16 ``uniform_`` (reduced-precision ``to - from``,
-a cast and a clamp).
+* float32 ``normal_`` (n >= 16, ``normal_fill_AVX2``): the uniforms of a 16-element block are
+  ``uniform(0, 1)`` of its 16 draws (block b: draws 16b..16b+15; if n % 16 != 0 elements
+  [n - 16, n) come from 16 more draws after all n); then Box–Muller on pairs (j, j + 8) with
+  avx_mathfun's Cephes log and sincos polynomials. ``box_muller16`` restates that arithmetic lane by
+  lane, with ``fmaf`` where GCC contracts a multiply that feeds an add in torch's AVX2 build (the
+  Horner steps, ``y·z + e·q1`` with ``y·z`` fused, the ``DP1..DP3`` reduction, ``y·z - z/2``,
+  ``y2·x + x``). Measured on 8M elements: these choices match torch, and the two alternatives for the
+  ambiguous steps do not. A host whose torch computes ``normal_`` otherwise (e.g. the scalar path
+  of ``ATEN_CPU_CAPABILITY=default``, which calls libm) fails the self-test and keeps torch.
+
+Not served here (they keep the torch path, which is exact): float64 ``normal_`` (scalar libm
+``log``/``cos``/``sin``, not reproducible without that libm), float16/bfloat16 (reduced-precision
+``to - from``, casts and clamps), and ``normal_`` with n < 16 (``normal_distribution<double>``).
 """
 
 from __future__ import annotations
@@ -51,7 +60,9 @@ from service.engine import mt19937
 log = logging.getLogger(__name__)
 
 # (op, dtype) pairs the kernel serves; everything else stays on the torch path.
-SERVED: frozenset[tuple[str, torch.dtype]] = frozenset({("uniform", torch.float32), ("uniform", torch.float64)})
+SERVED: frozenset[tuple[str, torch.dtype]] = frozenset(
+    {("uniform", torch.float32), ("uniform", torch.float64), ("normal", torch.float32)}
+)
 
 # A jump (10–20 ms in numpy) pays for itself against skipping at ~0.1 ns a word only past ~10^8 words.
 JUMP_MIN_DRAWS = 1 << 27
@@ -147,9 +158,112 @@ int64_t select_uniform(uint32_t *s, int64_t pos, const int64_t *starts, const in
     }
     return at;
 }
+static inline uint32_t fbits(float f) { union { float f; uint32_t u; } v; v.f = f; return v.u; }
+static inline float bitsf(uint32_t u) { union { float f; uint32_t u; } v; v.u = u; return v.f; }
+
+/* The Box-Muller step of ATen's normal_fill_16_AVX2 for one 16-element block, lane by lane:
+   u1 = 1 - U[j], u2 = U[j + 8]; radius = sqrt(-2 log u1); theta = 2pi u2;
+   out[j] = fma(radius cos theta, std, mean), out[j + 8] = fma(radius sin theta, std, mean).
+   log and sincos are the Cephes single-precision polynomials (as in avx_mathfun); each fmaf below
+   stands where a multiply feeds an add in that code (GCC contracts those where FMA is enabled). */
+static void box_muller16(const float *u, float mean, float std, float *out) {
+    for (int j = 0; j < 8; j++) {
+        /* log(u1), u1 in [2^-24, 1] */
+        float u1 = 1.0f - u[j];
+        uint32_t b = fbits(u1 < 1.17549435e-38f ? 1.17549435e-38f : u1);
+        float e = (float)((int32_t)(b >> 23) - 127);
+        float m = bitsf((b & ~0x7f800000u) | 0x3f000000u);
+        e = e + 1.0f;
+        int lt = m < (float)0.707106781186547524;
+        float keep = lt ? m : 0.0f;
+        m = m - 1.0f;
+        e = e - (lt ? 1.0f : 0.0f);
+        m = m + keep;
+        float z = m * m;
+        float y = (float)7.0376836292E-2;
+        y = fmaf(y, m, (float)-1.1514610310E-1);
+        y = fmaf(y, m, (float)1.1676998740E-1);
+        y = fmaf(y, m, (float)-1.2420140846E-1);
+        y = fmaf(y, m, (float)1.4249322787E-1);
+        y = fmaf(y, m, (float)-1.6668057665E-1);
+        y = fmaf(y, m, (float)2.0000714765E-1);
+        y = fmaf(y, m, (float)-2.4999993993E-1);
+        y = fmaf(y, m, (float)3.3333331174E-1);
+        y = y * m;
+        y = fmaf(y, z, e * (float)-2.12194440e-4); /* y*z fused, e*q1 rounded first */
+        y = fmaf(-z, 0.5f, y);
+        float lg = fmaf(e, 0.693359375f, m + y);
+        float radius = sqrtf(-2.0f * lg);
+
+        /* sincos(theta), theta in [0, 2pi) */
+        float x = (float)(2.0 * 3.14159265358979323846) * u[j + 8];
+        uint32_t sign_sin = fbits(x) & 0x80000000u;
+        x = bitsf(fbits(x) & 0x7fffffffu);
+        int32_t q = (int32_t)(x * (float)1.27323954473516);
+        q = (q + 1) & ~1;
+        float yq = (float)q;
+        uint32_t swap_sin = ((uint32_t)(q & 4)) << 29;
+        int poly = (q & 2) == 0;
+        x = fmaf(yq, -0.78515625f, x);
+        x = fmaf(yq, (float)-2.4187564849853515625e-4, x);
+        x = fmaf(yq, (float)-3.77489497744594108e-8, x);
+        uint32_t sign_cos = ((uint32_t)(~(q - 2) & 4)) << 29;
+        sign_sin ^= swap_sin;
+        float zz = x * x;
+        float yc = (float)2.443315711809948E-005;
+        yc = fmaf(yc, zz, (float)-1.388731625493765E-003);
+        yc = fmaf(yc, zz, (float)4.166664568298827E-002);
+        yc = yc * zz;
+        yc = fmaf(yc, zz, -(zz * 0.5f));         /* y*z fused, z*0.5 (exact) subtracted */
+        yc = yc + 1.0f;
+        float ys = (float)-1.9515295891E-4;
+        ys = fmaf(ys, zz, (float)8.3321608736E-3);
+        ys = fmaf(ys, zz, (float)-1.6666654611E-1);
+        ys = ys * zz;
+        ys = fmaf(ys, x, x);
+        float ysin2 = poly ? ys : 0.0f;
+        float ysin1 = poly ? 0.0f : yc;
+        ys = ys - ysin2;
+        yc = yc - ysin1;
+        float s = bitsf(fbits(ysin1 + ysin2) ^ sign_sin);
+        float c = bitsf(fbits(yc + ys) ^ sign_cos);
+        out[j] = fmaf(radius * c, std, mean);
+        out[j + 8] = fmaf(radius * s, std, mean);
+    }
+}
+
+/* float32 normal_ (n >= 16) at selected elements. The stream is at the draw of element `origin`
+   (a multiple of 16, or n for the tail block). Block b (16b + 16 <= n) uses draws [16b, 16b + 16);
+   if n % 16 != 0, elements [n - 16, n) come from the tail block, draws [n, n + 16).
+   Segments: absolute element starts (increasing) and lengths. Returns the draws consumed. */
+int64_t select_normal_f32(uint32_t *s, int64_t pos, int64_t origin, int64_t n, const int64_t *starts,
+                          const int64_t *lens, int64_t nseg, double mean_d, double std_d, float *o) {
+    const float mean = (float)mean_d, std = (float)std_d;
+    const int64_t tail_from = (n % 16) ? n - 16 : n;
+    int64_t at = 0, have = -1; /* relative draw position; block origin held in blk (-1: none) */
+    float u[16], blk[16];
+    for (int64_t i = 0; i < nseg; i++) {
+        for (int64_t k = starts[i], stop = starts[i] + lens[i]; k < stop;) {
+            int64_t first = k >= tail_from ? n : k - k % 16;      /* draw of the block's first uniform */
+            int64_t base_el = k >= tail_from ? n - 16 : first;     /* its first element */
+            if (first != have) {
+                skip(s, &pos, first - origin - at);
+                for (int j = 0; j < 16; j++) u[j] = (float)(draw(s, &pos) & 0xffffffu) * (1.0f / 16777216.0f);
+                at = first - origin + 16;
+                box_muller16(u, mean, std, blk);
+                have = first;
+            }
+            int64_t end = base_el + 16 < stop ? base_el + 16 : stop;
+            if (k < tail_from && end > tail_from) end = tail_from;
+            for (; k < end; k++) *o++ = blk[k - base_el];
+        }
+    }
+    return at;
+}
 """
 
 _lock = threading.Lock()
+_EXTRA_FLAGS: list[str] = []
 _lib: list[ctypes.CDLL | None] = []  # [] not tried yet; [None] unavailable
 _reason: list[str] = []
 _fused: dict[torch.dtype, int] = {}
@@ -163,7 +277,7 @@ def _build() -> ctypes.CDLL | None:
     if cc is None:
         _reason.append("no C compiler found")
         return None
-    flags = ["-O3", "-march=native", "-ffp-contract=off", "-fno-fast-math", "-shared", "-fPIC"]
+    flags = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-shared", "-fPIC", *_EXTRA_FLAGS]
     tag = hashlib.sha256((_SOURCE + " ".join(flags) + sys.platform).encode()).hexdigest()[:16]
     folder = tempfile.mkdtemp(prefix="initsvc-select-")
     src, lib = os.path.join(folder, f"select_{tag}.c"), os.path.join(folder, f"select_{tag}.so")
@@ -183,6 +297,12 @@ def _build() -> ctypes.CDLL | None:
     fn.argtypes = [
         ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
         ctypes.c_int, ctypes.c_int, ctypes.c_double, ctypes.c_double, ctypes.c_void_p,
+    ]
+    fn = handle.select_normal_f32
+    fn.restype = ctypes.c_int64
+    fn.argtypes = [
+        ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
+        ctypes.c_void_p, ctypes.c_int64, ctypes.c_double, ctypes.c_double, ctypes.c_void_p,
     ]
     return handle
 
@@ -261,35 +381,53 @@ def _call(
     )
 
 
-def fill_runs_uniform(
+def fill_runs_selected(
     out_flat: torch.Tensor,
     run_starts: np.ndarray,
     length: int,
+    op: str,
     p1: float,
     p2: float,
     seed: int,
     base_draws: int,
+    numel: int,
     threads: int = 1,
     thread_min_draws: int = THREAD_MIN_DRAWS,
 ) -> bool:
     """Fill contiguous 1-D ``out_flat`` with ``full.flatten()[s : s + length]`` for each run start
-    s (increasing, disjoint), ``full`` being ``uniform_(p1, p2)`` from ``manual_seed(seed)`` after
-    ``base_draws`` draws. Returns ``False`` (and writes nothing) when the kernel cannot serve it.
+    s (increasing, disjoint), ``full`` being the ``numel``-element ``uniform_(p1, p2)`` or
+    ``normal_(p1, p2)`` from ``manual_seed(seed)`` after ``base_draws`` draws. Returns ``False``
+    (and writes nothing) when the kernel does not serve it (``normal_`` needs ``numel >= 16``).
     """
     dtype = out_flat.dtype
-    if not serves("uniform", dtype) or length == 0 or run_starts.size == 0:
+    if not serves(op, dtype) or length == 0 or run_starts.size == 0:
         return False
-    fused = _fused_mode(dtype)
+    if op == "normal" and numel < 16:
+        return False
+    fused = _fused_mode(dtype) if op == "uniform" else 1
     if fused < 0:
         return False
     d = 2 if dtype == torch.float64 else 1
     segs = _segments(np.asarray(run_starts, dtype=np.int64), length, d, max(1, threads), thread_min_draws)
+    tail_from = numel - 16 if numel % 16 else numel
 
     def work(seg: tuple[int, np.ndarray, np.ndarray, int]) -> None:
         first, starts, lens, offset = seg
-        state = mt19937.state_at(seed, base_draws + d * first)
-        total = int(lens.sum())
-        _call(state, d * (starts - first), lens, dtype, fused, p1, p2, out_flat[offset : offset + total])
+        part = out_flat[offset : offset + int(lens.sum())]
+        if op == "uniform":
+            _call(mt19937.state_at(seed, base_draws + d * first), d * (starts - first), lens, dtype, fused, p1, p2, part)
+            return
+        origin = numel if first >= tail_from else first - first % 16
+        state = mt19937.state_at(seed, base_draws + origin)
+        words = np.array(state.words, dtype=np.uint32)
+        lib = library()
+        assert lib is not None
+        starts = np.ascontiguousarray(starts, dtype=np.int64)
+        lens = np.ascontiguousarray(lens, dtype=np.int64)
+        lib.select_normal_f32(
+            words.ctypes.data, mt19937.N if state.left == 1 else state.next, origin, numel,
+            starts.ctypes.data, lens.ctypes.data, starts.size, p1, p2, part.data_ptr(),
+        )
 
     if len(segs) == 1:
         work(segs[0])
