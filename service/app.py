@@ -30,6 +30,7 @@ from starlette.routing import BaseRoute, Mount, Route
 import service
 from service.api import handlers, openapi
 from service.engine import chunked
+from service.presets import accounting as preset_accounting
 from service.api.auth import ApiKeyMiddleware, PublicPaths
 from service.api.body_limit import BodyLimitMiddleware
 from service.api.metrics import Metrics, MetricsMiddleware
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # The self-test of chunked generation (chunked vs serial torch for each op and dtype):
         # anything that fails here is served serially, and /v1/devices says so.
         await pool.workers["cpu"].submit(chunked.self_test)
+        await pool.workers["cpu"].submit(preset_accounting.self_test)  # presets' keys alone vs the whole build
         log.info("initsvc %s ready on %s (auto = %s)", service.__version__, ", ".join(pool.devices), pool.default)
         try:
             yield

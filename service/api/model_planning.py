@@ -12,7 +12,8 @@ In order, each step cheap enough to come before the next:
 4. ``tensors``: each key exists (unknown keys are listed beside a few valid ones);
 5. the limits on the answer: tensors, elements per tensor, and the answer's bytes
    (``INITSVC_MAX_REQUEST_BYTES``, the message suggests ``tensors``). The admission slot counts what
-   the job really holds: the whole model in float32 while it is built, plus any cast copies.
+   the job really holds: the whole model in float32 while it is built, plus any cast copies; or,
+   when ``tensors`` can be made alone (``presets/accounting.py``), only their storages.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from service.engine.checks import check_size
 from service.engine.devices import base_provenance
 from service.engine.rng import DTYPES, draw_seed
 from service.errors import LimitExceeded, RecipeError
-from service.presets import PRESETS, ConfigError, Preset, PresetEntry
+from service.presets import PRESETS, ConfigError, Preset, PresetEntry, accounting
+from service.presets.accounting import Slice
 from service.presets.replay import TooManyTensors, meta_entries
 from service.schemas.models import ModelRequest
 from service.settings import Settings
@@ -101,8 +103,13 @@ def answer_dtype(entry: PresetEntry, dtype: str) -> str:
     return dtype if entry.dtype in DTYPES else entry.dtype
 
 
-def check_limits(entries: list[PresetEntry], chosen: list[PresetEntry], dtype: str, settings: Settings) -> tuple[int, int]:
-    """The answer's bytes and the bytes the job holds at its peak; 413s past the limits."""
+def check_limits(
+    entries: list[PresetEntry], chosen: list[PresetEntry], dtype: str, settings: Settings, built: int | None = None
+) -> tuple[int, int]:
+    """The answer's bytes and the bytes the job holds at its peak; 413s past the limits.
+
+    ``built``: the bytes a job that makes only the chosen keys' slice allocates (None: the whole
+    model is built, every untied tensor in float32)."""
     if len(chosen) > settings.max_tensors:
         raise LimitExceeded(
             f"the answer has {len(chosen)} tensors; ask for fewer with 'tensors'", len(chosen), settings.max_tensors,
@@ -116,9 +123,32 @@ def check_limits(entries: list[PresetEntry], chosen: list[PresetEntry], dtype: s
             f"the answer takes {answer_bytes} bytes in {dtype}; ask for some keys with 'tensors'",
             answer_bytes, settings.max_request_bytes, "INITSVC_MAX_REQUEST_BYTES",
         )
-    built = sum(e.nbytes for e in entries if e.tied_to is None)
+    if built is None:
+        built = sum(e.nbytes for e in entries if e.tied_to is None)
     cast = answer_bytes if dtype != "float32" else 0
     return answer_bytes, built + cast
+
+
+def plan_generation(
+    preset: Preset, config: Mapping[str, Any], chosen: list[PresetEntry], subset: bool
+) -> tuple[Slice | None, dict[str, Any]]:
+    """How the job makes the chosen keys: their slice alone (``"path": "jumped"``: each draw from a
+    generator jumped to its offset) when ``tensors`` names a subset, the preset passed its
+    self-test and nothing opaque comes before them; else the whole build (``"path": "whole"`` and
+    why). ``regenerated``: unaccountable draws (torch's ``trunc_normal_``) run from their known
+    offset on the way."""
+    if not subset:
+        return None, {"path": "whole", "reason": "the whole state_dict is asked for"}
+    if not accounting.usable(preset.name):
+        return None, {"path": "whole", "reason": f"{preset.name} failed the accounting self-test (see /v1/devices)"}
+    rec = accounting.recording(preset, config)
+    sliced = accounting.plan_slice(rec, [e.key for e in chosen])
+    if sliced.whole:
+        return None, {"path": "whole", "reason": sliced.reason}
+    generation: dict[str, Any] = {"path": "jumped"}
+    if sliced.regenerated:
+        generation["regenerated"] = [rec.ops[i].target.numel for i in sliced.regenerated]
+    return sliced, generation
 
 
 def plan_model(req: ModelRequest, settings: Settings, pool: WorkerPool, config_loc: tuple = ("config",)) -> Plan:
@@ -137,7 +167,10 @@ def plan_model(req: ModelRequest, settings: Settings, pool: WorkerPool, config_l
     config, warnings = resolve_config(preset, req.config, config_loc)
     entries = plan_entries(preset, config, settings, config_loc or ("model",))
     chosen = select(entries, req.tensors)
-    answer_bytes, held_bytes = check_limits(entries, chosen, req.dtype, settings)
+    sliced, generation = plan_generation(preset, config, chosen, req.tensors is not None)
+    answer_bytes, held_bytes = check_limits(
+        entries, chosen, req.dtype, settings, built=sliced.nbytes if sliced is not None else None
+    )
     device = pool.resolve("cpu")  # the references build on the CPU in float32
 
     seed = req.seed if req.seed is not None else draw_seed()
@@ -146,7 +179,7 @@ def plan_model(req: ModelRequest, settings: Settings, pool: WorkerPool, config_l
     return Plan(
         job=ModelJob(
             preset=preset, config=config, seed=seed, dtype=req.dtype, keys=tuple(e.key for e in chosen),
-            histogram_bins=req.histogram_bins, with_stats=req.stats, warnings=tuple(warnings),
+            histogram_bins=req.histogram_bins, with_stats=req.stats, warnings=tuple(warnings), slice=sliced,
         ),
         device=device,
         seed=seed,
@@ -155,6 +188,7 @@ def plan_model(req: ModelRequest, settings: Settings, pool: WorkerPool, config_l
             **base_provenance(device),
             "rng": req.rng,
             "reference": {"library": preset.library, "constructor": preset.reference, "versions": preset.versions},
+            "generation": generation,
         },
         nbytes=held_bytes,
         filename=preset.name.rsplit("/", 1)[-1],

@@ -123,7 +123,7 @@ class Recording:
     ops: list[Op] = field(default_factory=list)
     storages: dict[int, Storage] = field(default_factory=dict)
     keys: dict[str, Ref] = field(default_factory=dict)
-    opaque_keys: dict[str, str] = field(default_factory=dict)  # key -> why it cannot be replayed alone
+    warnings: list[str] = field(default_factory=list)  # torch's warnings during the recorded build
 
 
 def _covers(ref: Ref, storage: Storage) -> bool:
@@ -287,10 +287,13 @@ _DEVICE = _MetaDevice()
 
 def record(build, config) -> Recording:
     """Run ``build(config)`` on ``meta`` and record it (see the module docstring)."""
+    from service.engine.maker import captured_warnings
+
     rec = _Recorder()
-    with torch.device("meta"), torch.no_grad():
+    with captured_warnings() as warned, torch.device("meta"), torch.no_grad():
         with _MetaGetter(rec), rec:
             module = build(config)
         for key, t in module.state_dict(keep_vars=True).items():
             rec.rec.keys[key] = rec.ref(t)
+    rec.rec.warnings = warned
     return rec.rec

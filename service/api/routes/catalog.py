@@ -12,6 +12,7 @@ import service
 from service.api.deps import PoolDep, SettingsDep
 from service.api.query import parse_int_list
 from service.engine import chunked
+from service.presets import accounting as preset_accounting
 from service.engine.catalog import CATALOG, shape_rule
 from service.engine.devices import device_facts
 from service.engine.fans import compute_fans
@@ -110,6 +111,7 @@ async def devices(pool: PoolDep, settings: SettingsDep) -> dict[str, Any]:
         if name == "cpu":
             facts["threads"] = settings.cpu_threads
             facts["parallel_generation"] = chunked.capability()
+            facts["preset_tensors_alone"] = preset_accounting.capability()
         listed.append(facts)
     return {
         "devices": listed,
