@@ -154,7 +154,7 @@ def _tag_message(ctx: dict[str, Any]) -> str:
     tag = ctx.get("tag")
     guess = did_you_mean(tag, known)
     hint = f"did you mean {guess!r}? " if guess else ""
-    return f"unknown {discriminator} {tag!r}; {hint}{discriminator} must be one of: {', '.join(known)}"
+    return f"unknown {discriminator} {tag!r}; {hint}{discriminator} must be one of: {', '.join(map(repr, known))}"
 
 
 def _body_model(request: Request | None) -> Any:
