@@ -170,14 +170,14 @@ static void box_muller16(const float *u, float mean, float std, float *out) {
     for (int j = 0; j < 8; j++) {
         /* log(u1), u1 in [2^-24, 1] */
         float u1 = 1.0f - u[j];
-        uint32_t b = fbits(u1 < 1.17549435e-38f ? 1.17549435e-38f : u1);
+        uint32_t b = fbits(u1 > 1.17549435e-38f ? u1 : 1.17549435e-38f); /* _mm256_max_ps(u1, min) */
         float e = (float)((int32_t)(b >> 23) - 127);
         float m = bitsf((b & ~0x7f800000u) | 0x3f000000u);
         e = e + 1.0f;
-        int lt = m < (float)0.707106781186547524;
-        float keep = lt ? m : 0.0f;
+        uint32_t lt = -(uint32_t)(m < (float)0.707106781186547524); /* all ones or zero */
+        float keep = bitsf(fbits(m) & lt);
         m = m - 1.0f;
-        e = e - (lt ? 1.0f : 0.0f);
+        e = e - bitsf(fbits(1.0f) & lt);
         m = m + keep;
         float z = m * m;
         float y = (float)7.0376836292E-2;
@@ -203,7 +203,7 @@ static void box_muller16(const float *u, float mean, float std, float *out) {
         q = (q + 1) & ~1;
         float yq = (float)q;
         uint32_t swap_sin = ((uint32_t)(q & 4)) << 29;
-        int poly = (q & 2) == 0;
+        uint32_t poly = -(uint32_t)((q & 2) == 0);
         x = fmaf(yq, -0.78515625f, x);
         x = fmaf(yq, (float)-2.4187564849853515625e-4, x);
         x = fmaf(yq, (float)-3.77489497744594108e-8, x);
@@ -221,8 +221,8 @@ static void box_muller16(const float *u, float mean, float std, float *out) {
         ys = fmaf(ys, zz, (float)-1.6666654611E-1);
         ys = ys * zz;
         ys = fmaf(ys, x, x);
-        float ysin2 = poly ? ys : 0.0f;
-        float ysin1 = poly ? 0.0f : yc;
+        float ysin2 = bitsf(fbits(ys) & poly);
+        float ysin1 = bitsf(fbits(yc) & ~poly);
         ys = ys - ysin2;
         yc = yc - ysin1;
         float s = bitsf(fbits(ysin1 + ysin2) ^ sign_sin);
@@ -263,7 +263,6 @@ int64_t select_normal_f32(uint32_t *s, int64_t pos, int64_t origin, int64_t n, c
 """
 
 _lock = threading.Lock()
-_EXTRA_FLAGS: list[str] = []
 _lib: list[ctypes.CDLL | None] = []  # [] not tried yet; [None] unavailable
 _reason: list[str] = []
 _fused: dict[torch.dtype, int] = {}
@@ -277,7 +276,12 @@ def _build() -> ctypes.CDLL | None:
     if cc is None:
         _reason.append("no C compiler found")
         return None
-    flags = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-shared", "-fPIC", *_EXTRA_FLAGS]
+    # -ffp-contract=off: only the explicit fmaf/fma calls fuse. -fno-math-errno lets sqrtf be the
+    # (correctly rounded) instruction; -fno-trapping-math lets GCC vectorize the selects of
+    # box_muller16. Neither changes a result: no reassociation, no flush to zero, signed zeros kept.
+    flags = [
+        "-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC",
+    ]
     tag = hashlib.sha256((_SOURCE + " ".join(flags) + sys.platform).encode()).hexdigest()[:16]
     folder = tempfile.mkdtemp(prefix="initsvc-select-")
     src, lib = os.path.join(folder, f"select_{tag}.c"), os.path.join(folder, f"select_{tag}.so")
