@@ -147,7 +147,9 @@ def plan_generation(
         return None, {"path": "whole", "reason": sliced.reason}
     generation: dict[str, Any] = {"path": "jumped"}
     if sliced.regenerated:
-        generation["regenerated"] = [rec.ops[i].target.numel for i in sliced.regenerated]
+        generation["regenerated"] = [
+            {"op": "torch.nn.init.trunc_normal_", "elements": rec.ops[i].target.numel} for i in sliced.regenerated
+        ]
     return sliced, generation
 
 
