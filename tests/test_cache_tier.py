@@ -139,6 +139,16 @@ def test_seeded_url_is_a_hit_the_second_time(cached):
     assert as_bytes(_only_tensor(second.content)) == as_bytes(reference((256, 784), "kaiming_uniform", seed=11))
 
 
+def test_seeded_model_url_is_a_hit_the_second_time(cached):
+    url = "/v1/model/nanogpt/GPT?seed=3&n_layer=1&n_head=2&n_embd=16&block_size=8&vocab_size=32"
+    first = cached.get(url)
+    second = cached.get(url)
+    assert first.status_code == 200, first.text
+    assert (first.headers["x-cache-status"], second.headers["x-cache-status"]) == ("MISS", "HIT")
+    assert first.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert second.content == first.content and load(second.content)
+
+
 def test_conditional_get_with_the_etag_is_304(cached):
     url = "/v1/tensor?shape=64,32&scheme=normal&seed=12&device=cpu"
     etag = cached.get(url).headers["etag"]
