@@ -126,18 +126,37 @@ def test_a_hung_worker_gives_503_and_is_replaced(faults):
         faults.release.set()
 
 
-def test_a_client_that_disconnects_mid_body_frees_its_slot():
+def test_a_client_that_disconnects_mid_body_frees_its_slot(monkeypatch):
+    # The producer is held after its first piece, so the body cannot be complete (however much
+    # the transport and socket buffers take) until the client has gone.
+    held, first_sent = threading.Event(), threading.Event()
+
+    class HeldProgress(jobs._Progress):
+        def __call__(self, t, elements):
+            if not first_sent.is_set():
+                super().__call__(t, min(elements, 1 << 16))  # the first 256 KiB go out, then a pause
+                first_sent.set()
+                held.wait(30)
+            super().__call__(t, elements)
+
+    monkeypatch.setattr(jobs, "_Progress", HeldProgress)
     tensor_bytes = 4 * 2**23
     with live_server(max_inflight_bytes=tensor_bytes + 1024) as server:
         pool = server.app.state.pool
         body = _body(9, (2**23,), stats=False)
-        with httpx.Client(timeout=30) as client, client.stream("POST", f"{server.url}/v1/tensor", json=body) as r:
-            assert r.status_code == 200
-            next(r.iter_raw(65536))
-            assert pool.admissions["cpu"].in_flight_bytes == tensor_bytes
-        assert _drained(pool)
+        try:
+            with httpx.Client(timeout=30) as client, client.stream("POST", f"{server.url}/v1/tensor", json=body) as r:
+                assert r.status_code == 200
+                chunks = r.iter_raw(65536)  # kept: a dropped iterator closes the response
+                next(chunks)
+                assert first_sent.wait(30)
+                assert pool.admissions["cpu"].in_flight_bytes == tensor_bytes
+            assert _drained(pool)  # given back while the producer is still held
+        finally:
+            held.set()
         again = httpx.post(f"{server.url}/v1/tensor", json=_body(9, (2**23,)), timeout=60)
         assert again.status_code == 200
+        assert as_bytes(load(again.content)["weight"]) == as_bytes(reference([2**23], "normal", {}, "float32", 9))
 
 
 def test_a_stalled_client_times_out_and_holds_no_more_than_its_admitted_bytes():

@@ -23,7 +23,7 @@ from service.codec.header import TensorEntry, body_length, dumps, encode_header
 from service.engine.maker import MadeTensor, Output
 from service.engine.rng import SAFETENSORS_DTYPES
 from service.workers.admission import Slot
-from service.workers.streaming import Segments
+from service.workers.streaming import WRITE_BYTES, Segments
 
 log = logging.getLogger("initsvc.delivery")
 _UNSAFE_FILENAME = re.compile(r'[^A-Za-z0-9._-]')
@@ -129,6 +129,13 @@ class BodyResponse(Response):
     explicit: however it ends (sent, client gone, client stalled past the timeout, producer
     failed), the producers are stopped and the admission slot is released right then, not when
     an abandoned generator is garbage-collected.
+
+    A body whose every byte is queued already (``segments.complete``: a CPU tensor made whole) is
+    sent from the route's own task: no listener task, no per-send timer task, the last piece
+    carrying ``more_body: False``. A client that goes away meanwhile makes the remaining sends
+    return at once (the server drops them). A body still being made (streamed, or copied from a
+    device) is sent while a second task listens for the client going away, which stops the
+    producers. Either way one timer per send (not a task) enforces ``send_timeout_s``.
     """
 
     media_type = "application/octet-stream"
@@ -139,17 +146,48 @@ class BodyResponse(Response):
             (k, v) for k, v in self.raw_headers if k != b"content-length"
         ] + [(b"content-length", headers["content-length"].encode())]
         self.header, self.segments, self.on_close, self.send_timeout_s = header, segments, on_close, send_timeout_s
+        self.stalled = False
+
+    def _stall(self, task: asyncio.Task) -> None:
+        self.stalled = True
+        task.cancel()
 
     async def _send_all(self, send) -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        timeout = self.send_timeout_s
+
         async def timed(message) -> None:
-            await asyncio.wait_for(send(message), self.send_timeout_s)
+            timer = loop.call_later(timeout, self._stall, task)
+            try:
+                await send(message)
+            finally:
+                timer.cancel()
 
         await timed({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        if self.segments.complete:
+            await self._send_ready(timed)
+            return
         await timed({"type": "http.response.body", "body": self.header, "more_body": True})
         async with contextlib.aclosing(self.segments.views()) as views:
             async for view in views:
                 await timed({"type": "http.response.body", "body": view, "more_body": True})
         await timed({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _send_ready(self, timed) -> None:
+        """Every piece is queued: write them in ``WRITE_BYTES`` views, the last one ending the body."""
+        pending: memoryview | bytes = self.header
+        while (piece := self.segments.take()) is not None:
+            view, release = piece
+            try:
+                for start in range(0, len(view), WRITE_BYTES):
+                    await timed({"type": "http.response.body", "body": pending, "more_body": True})
+                    pending = view[start : start + WRITE_BYTES]
+            finally:
+                if release is not None:
+                    release()
+            del view, piece
+        await timed({"type": "http.response.body", "body": pending, "more_body": False})
 
     @staticmethod
     async def _disconnected(receive) -> None:
@@ -157,23 +195,42 @@ class BodyResponse(Response):
             pass
 
     async def __call__(self, scope, receive, send) -> None:
+        try:
+            if self.segments.complete:
+                await self._send_all(send)  # this task: nothing else to wait for
+            else:
+                await self._send_streamed(receive, send)
+        except asyncio.CancelledError:
+            if not self.stalled:
+                raise
+            log.warning("abandoned a response: the client took no bytes for %s s", self.send_timeout_s)
+            self._uncancel()
+        finally:
+            self.segments.cancel()
+            self.on_close()
+
+    @staticmethod
+    def _uncancel() -> None:
+        task = asyncio.current_task()
+        if task is not None and hasattr(task, "uncancel"):
+            task.uncancel()
+
+    async def _send_streamed(self, receive, send) -> None:
         sending = asyncio.ensure_future(self._send_all(send))
         listening = asyncio.ensure_future(self._disconnected(receive))
         try:
             await asyncio.wait({sending, listening}, return_when=asyncio.FIRST_COMPLETED)
-            if sending.done() and not sending.cancelled():
-                exc = sending.exception()
-                if isinstance(exc, asyncio.TimeoutError):
-                    log.warning("abandoned a response: the client took no bytes for %s s", self.send_timeout_s)
-                elif exc is not None:
+            if sending.done():
+                if sending.cancelled():
+                    if self.stalled:
+                        log.warning("abandoned a response: the client took no bytes for %s s", self.send_timeout_s)
+                elif (exc := sending.exception()) is not None:
                     raise exc
         finally:
             for task in (sending, listening):
                 task.cancel()
             # Let the cancelled tasks unwind (closing the views generator) before giving back.
             await asyncio.gather(sending, listening, return_exceptions=True)
-            self.segments.cancel()
-            self.on_close()
 
 
 def _entry(m: MadeTensor | Output) -> TensorEntry:

@@ -10,11 +10,13 @@ from service.settings import Settings
 from service.workers.pool import WorkerPool
 
 
-def get_settings(request: Request) -> Settings:
+# ``async`` so FastAPI calls them on the loop: a plain ``def`` dependency is run in a thread pool,
+# a thread hop per dependency per request for an attribute read.
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_pool(request: Request) -> WorkerPool:
+async def get_pool(request: Request) -> WorkerPool:
     return request.app.state.pool
 
 

@@ -20,17 +20,25 @@ from service.workers.buffers import PinnedBuffers, start_copier
 
 Release = Callable[[], None] | None
 _END = object()
+# Bytes per write to the transport: large enough that per-write Python work is negligible next to
+# the copy into the socket (a GiB is 128 writes), small enough to notice a disconnect promptly.
+WRITE_BYTES = 8 << 20
 
 
 class Segments:
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self._loop = loop
+        self._loop_thread = threading.get_ident()  # made on the loop (the route), so this is its thread
         self._queue: asyncio.Queue = asyncio.Queue()
         self._cancelled = threading.Event()
         self.started: asyncio.Future = loop.create_future()
+        self.complete = False  # every view and the end are queued: the body is ready to send as is
 
     # -- producer side: any thread -------------------------------------------------------------
     def _call(self, fn, *args) -> None:
+        if threading.get_ident() == self._loop_thread:
+            fn(*args)  # on the loop already: no wake-up through the loop's self-pipe
+            return
         try:
             self._loop.call_soon_threadsafe(fn, *args)
         except RuntimeError:  # the loop is closed: nobody is listening any more
@@ -51,6 +59,8 @@ class Segments:
             if view is not _END and extra is not None:
                 extra()
             return
+        if item[0] is _END and item[1] is None:
+            self.complete = True
         self._queue.put_nowait(item)
 
     def start(self) -> None:
@@ -61,7 +71,7 @@ class Segments:
         return self._cancelled.is_set()
 
     # -- consumer side: the event loop ---------------------------------------------------------
-    async def views(self) -> AsyncIterator[memoryview]:
+    async def views(self, chunk_bytes: int = WRITE_BYTES) -> AsyncIterator[memoryview]:
         while True:
             item, extra = await self._queue.get()
             if item is _END:
@@ -69,11 +79,19 @@ class Segments:
                     raise extra
                 return
             try:
-                for view in chunk_views(item):
+                for view in chunk_views(item, chunk_bytes):
                     yield view
             finally:
                 if extra is not None:
                     extra()
+
+    def take(self) -> tuple[memoryview, Release] | None:
+        """The next queued piece and its release, whole; ``None`` at the end (only when
+        ``complete``: every piece is queued already, so nothing is awaited)."""
+        item, extra = self._queue.get_nowait()
+        if item is _END:
+            return None
+        return item, extra
 
     def cancel(self) -> None:
         self._cancelled.set()
