@@ -155,17 +155,22 @@ def test_dirac_on_a_zero_element_shape_is_an_empty_tensor_on_every_route(http, s
     else:
         torch.nn.init.dirac_(t, groups)
     init = {"scheme": "dirac", "groups": groups}
+    query = {"shape": ",".join(map(str, shape)), "scheme": "dirac", "groups": groups, "device": "cpu", "seed": 0}
     answers = [
         http.post("/v1/tensor", json={"shape": shape, "init": init, "device": "cpu", "seed": 0}),
-        http.get("/v1/tensor", params={"shape": ",".join(map(str, shape)), "scheme": "dirac", "groups": groups,
-                                       "device": "cpu", "seed": 0}),
+        http.get("/v1/tensor", params=query),
         http.post("/v1/tensors", json={"device": "cpu", "seed": 0,
+                                       "tensors": [{"name": "weight", "shape": shape, "init": init}]}),
+        # Without stats the header goes out before generation: the same empty tensor.
+        http.post("/v1/tensors", json={"device": "cpu", "seed": 0, "stats": False,
                                        "tensors": [{"name": "weight", "shape": shape, "init": init}]}),
     ]
     for r in answers:
         assert r.status_code == 200, r.text[:500]
         got = load_safetensors(r.content)["weight"]
         assert list(got.shape) == shape and got.numel() == 0
+    head = http.head("/v1/tensor", params=query)
+    assert head.status_code == 200 and int(head.headers["content-length"]) == len(answers[1].content)
 
 
 def test_dirac_after_an_empty_one_keeps_the_shared_stream(http):
