@@ -50,8 +50,6 @@ def kernel_must_serve(monkeypatch):
     def guard(op, dtype, n):
         if chunked.selected_ok(op, dtype) and not (op == "normal" and n < 16):
             monkeypatch.setattr(chunked, "fill_runs", _must_not_run)
-        else:
-            monkeypatch.undo()
 
     return guard
 

@@ -296,6 +296,7 @@ def _build() -> ctypes.CDLL | None:
         _reason.append(f"compiling the selection kernel failed: {done.stderr.strip()[:300]}")
         return None
     handle = ctypes.CDLL(lib)
+    shutil.rmtree(folder, ignore_errors=True)  # the mapping stays valid; nothing is left in /tmp
     fn = handle.select_uniform
     fn.restype = ctypes.c_int64
     fn.argtypes = [
