@@ -72,12 +72,19 @@ def in_process(rows: int, cols: int, lo: int, hi: int, reps: int, threads: int) 
         del whole, old
         times = {"whole": float("inf"), "shard": float("inf"), "shard_torch_path": float("inf")}
         for _ in range(reps):  # interleaved, so load changes hit every column alike
-            times["whole"] = min(times["whole"], _best(
-                lambda: pieces.fill_in_pieces_(torch.empty(shape).view(-1), op, p1, p2, SEED, 0, threads), 1))
-            times["shard"] = min(times["shard"], _best(
-                lambda: chunked.fill_slice(torch.empty(plan.shape), op, p1, p2, SEED, shape, bounds, 0, threads), 1))
-            times["shard_torch_path"] = min(times["shard_torch_path"], _best(
-                lambda: fill_runs(torch.empty(plan.shape).view(-1), plan, op, p1, p2, SEED, 0), 1))
+            runs = {
+                "whole": lambda op=op, p1=p1, p2=p2: pieces.fill_in_pieces_(
+                    torch.empty(shape).view(-1), op, p1, p2, SEED, 0, threads
+                ),
+                "shard": lambda op=op, p1=p1, p2=p2: chunked.fill_slice(
+                    torch.empty(plan.shape), op, p1, p2, SEED, shape, bounds, 0, threads
+                ),
+                "shard_torch_path": lambda op=op, p1=p1, p2=p2: fill_runs(
+                    torch.empty(plan.shape).view(-1), plan, op, p1, p2, SEED, 0
+                ),
+            }
+            for key, fn in runs.items():
+                times[key] = min(times[key], _best(fn, 1))
         results[op] = {**times, "identical": same}
     return results
 
@@ -125,14 +132,14 @@ def main() -> None:
     }
     print(json.dumps(facts))
     res = in_process(args.rows, args.cols, lo, hi, args.reps, args.threads)
-    print("in process (best of %d, seconds)" % args.reps)
+    print(f"in process (best of {args.reps}, seconds)")
     print(f"{'op':8} {'whole':>8} {'shard':>8} {'speed-up':>9} {'torch-path shard':>17} {'its speed-up':>13} identical")
     for op, r in res.items():
         print(f"{op:8} {r['whole']:8.3f} {r['shard']:8.3f} {r['whole'] / r['shard']:8.1f}x "
               f"{r['shard_torch_path']:17.3f} {r['whole'] / r['shard_torch_path']:12.2f}x {r['identical']}")
     if not args.no_http:
         res = over_http(args.rows, args.cols, lo, hi, args.reps)
-        print("through the service, curl time_total (best of %d, seconds)" % args.reps)
+        print(f"through the service, curl time_total (best of {args.reps}, seconds)")
         print(f"{'op':8} {'whole':>8} {'shard':>8} {'speed-up':>9}  bytes whole / shard")
         for op, r in res.items():
             print(f"{op:8} {r['whole']:8.3f} {r['shard']:8.3f} {r['whole'] / r['shard']:8.1f}x  "

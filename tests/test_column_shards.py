@@ -77,10 +77,14 @@ def test_engine_shard_equals_the_cut_of_serial_torch(kernel_must_serve, shape, b
             full = _serial(op, dtype, shape, seed, base, p1, p2)
             out = torch.empty([e - s for s, e in bounds], dtype=dtype)
             chunked.fill_slice(out, op, p1, p2, seed, shape, bounds, base, threads=2)
-            _same(out, full[tuple(slice(s, e) for s, e in bounds)], f"{op} {dtype} {shape} {bounds} seed={seed} base={base}")
+            want = full[tuple(slice(s, e) for s, e in bounds)]
+            _same(out, want, f"{op} {dtype} {shape} {bounds} seed={seed} base={base}")
 
 
-@pytest.mark.parametrize("op,dtype", [("uniform", torch.float32), ("uniform", torch.float64), ("normal", torch.float32)])
+SERVED = [("uniform", torch.float32), ("uniform", torch.float64), ("normal", torch.float32)]
+
+
+@pytest.mark.parametrize("op,dtype", SERVED)
 def test_kernel_split_between_threads_inside_runs(op, dtype):
     """Tiny thread spans (a part boundary falls inside runs) across the tail block."""
     shape, bounds = (203, 77), [(1, 203), (13, 77)]
@@ -167,7 +171,9 @@ def test_post_shard_equals_the_cut_of_torch_nn_init(http, shape, bounds, dtype):
     index = tuple(slice(*b) if b else slice(None) for b in bounds)
     for scheme in SCHEMES:
         for seed in SEEDS:
-            body = {"shape": shape, "init": {"scheme": scheme}, "seed": seed, "device": "cpu", "dtype": dtype, "slice": bounds}
+            body = {
+                "shape": shape, "init": {"scheme": scheme}, "seed": seed, "device": "cpu", "dtype": dtype, "slice": bounds,
+            }
             r = http.post("/v1/tensor", json=body)
             assert r.status_code == 200, r.text
             want = reference(shape, scheme, {}, dtype, seed)[index]

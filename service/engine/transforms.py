@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import itertools
 import logging
 import os
 import shutil
@@ -288,7 +289,7 @@ def _build() -> ctypes.CDLL | None:
     with open(src, "w") as fh:
         fh.write(_SOURCE)
     try:
-        done = subprocess.run([cc, *flags, src, "-o", lib, "-lm"], capture_output=True, text=True, timeout=120)
+        done = subprocess.run([cc, *flags, src, "-o", lib, "-lm"], capture_output=True, text=True, timeout=120, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         _reason.append(f"compiling the selection kernel failed: {exc}")
         return None
@@ -420,7 +421,8 @@ def fill_runs_selected(
         first, starts, lens, offset = seg
         part = out_flat[offset : offset + int(lens.sum())]
         if op == "uniform":
-            _call(mt19937.state_at(seed, base_draws + d * first), d * (starts - first), lens, dtype, fused, p1, p2, part)
+            state = mt19937.state_at(seed, base_draws + d * first)
+            _call(state, d * (starts - first), lens, dtype, fused, p1, p2, part)
             return
         origin = numel if first >= tail_from else first - first % 16
         state = mt19937.state_at(seed, base_draws + origin)
@@ -456,12 +458,12 @@ def _segments(
     gaps = run_starts[1:] - ends[:-1]
     splits = [0, *(np.flatnonzero(gaps * d >= JUMP_MIN_DRAWS) + 1).tolist(), run_starts.size]
     spans: list[tuple[int, np.ndarray, np.ndarray, int]] = []
-    for lo, hi in zip(splits, splits[1:]):
+    for lo, hi in itertools.pairwise(splits):
         s, e = int(run_starts[lo]), int(ends[hi - 1])
         parts = max(1, min(threads, (e - s) * d // max(1, thread_min_draws)))
         cuts = [s + (e - s) * k // parts for k in range(parts)] + [e]
         starts, stops = run_starts[lo:hi], ends[lo:hi]
-        for a, b in zip(cuts, cuts[1:]):
+        for a, b in itertools.pairwise(cuts):
             seg_starts = np.clip(starts, a, b)
             seg_stops = np.clip(stops, a, b)
             keep = seg_stops > seg_starts
