@@ -172,7 +172,8 @@ def test_post_shard_equals_the_cut_of_torch_nn_init(http, shape, bounds, dtype):
     for scheme in SCHEMES:
         for seed in SEEDS:
             body = {
-                "shape": shape, "init": {"scheme": scheme}, "seed": seed, "device": "cpu", "dtype": dtype, "slice": bounds,
+                "shape": shape, "init": {"scheme": scheme}, "seed": seed, "device": "cpu", "dtype": dtype,
+                "slice": bounds,
             }
             r = http.post("/v1/tensor", json=body)
             assert r.status_code == 200, r.text

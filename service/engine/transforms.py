@@ -289,7 +289,8 @@ def _build() -> ctypes.CDLL | None:
     with open(src, "w") as fh:
         fh.write(_SOURCE)
     try:
-        done = subprocess.run([cc, *flags, src, "-o", lib, "-lm"], capture_output=True, text=True, timeout=120, check=False)
+        command = [cc, *flags, src, "-o", lib, "-lm"]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         _reason.append(f"compiling the selection kernel failed: {exc}")
         return None
