@@ -1,12 +1,13 @@
-"""torch's CPU ``uniform_``/``normal_`` at selected positions of its MT19937 stream, skipping the rest cheaply.
+"""torch's CPU ``uniform_``/``normal_`` at selected positions of its MT19937 stream; the rest is skipped.
 
 A shard of an inner dimension (``full[:, 1024:2048]`` of ``[4096, 8192]``) is many short runs of
 the flat index space with gaps shorter than a jump is worth, so ``slices`` generates through the
 gaps with torch: as costly as the whole tensor. Here a small C kernel walks the stream instead. It
 advances the 624-word array by block twists (about 0.1 ns a word; tempering, the float transform
 and the store are what cost torch ~2 ns an element) and tempers and transforms only the words of
-the runs (for ``normal_``, the 16-element blocks that hold them). Threads take disjoint spans of the runs, each from a generator state jumped to its first
-draw (``mt19937.state_at``); ctypes releases the GIL during the call.
+the runs (for ``normal_``, the 16-element blocks that hold them). Threads take disjoint spans of
+the runs, each from a generator state jumped to its first draw (``mt19937.state_at``); ctypes
+releases the GIL during the call. Gaps of ``JUMP_MIN_DRAWS`` or more start a new span (a jump).
 
 The transforms restate ATen (``cpu/DistributionTemplates.h`` ``uniform_kernel``,
 ``core/TransformationHelper.h`` ``uniform_real``; torch 2.13):
