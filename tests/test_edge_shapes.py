@@ -48,8 +48,16 @@ SCHEMES = {
     "trunc_normal_tf": {"mean": 0.1, "std": 0.5, "a": -1.0, "b": 2.0},
 }
 RULES = {"eye": (2, 2), "sparse": (2, 2), "dirac": (3, 5)}
-AT_LEAST_2D = {"xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "orthogonal",
-               "variance_scaling", "lecun_uniform", "lecun_normal"}
+AT_LEAST_2D = {
+    "xavier_uniform",
+    "xavier_normal",
+    "kaiming_uniform",
+    "kaiming_normal",
+    "orthogonal",
+    "variance_scaling",
+    "lecun_uniform",
+    "lecun_normal",
+}
 BASE = [2, 3, 4, 5, 3]
 
 
@@ -159,11 +167,20 @@ def test_dirac_on_a_zero_element_shape_is_an_empty_tensor_on_every_route(http, s
     answers = [
         http.post("/v1/tensor", json={"shape": shape, "init": init, "device": "cpu", "seed": 0}),
         http.get("/v1/tensor", params=query),
-        http.post("/v1/tensors", json={"device": "cpu", "seed": 0,
-                                       "tensors": [{"name": "weight", "shape": shape, "init": init}]}),
+        http.post(
+            "/v1/tensors",
+            json={"device": "cpu", "seed": 0, "tensors": [{"name": "weight", "shape": shape, "init": init}]},
+        ),
         # Without stats the header goes out before generation: the same empty tensor.
-        http.post("/v1/tensors", json={"device": "cpu", "seed": 0, "stats": False,
-                                       "tensors": [{"name": "weight", "shape": shape, "init": init}]}),
+        http.post(
+            "/v1/tensors",
+            json={
+                "device": "cpu",
+                "seed": 0,
+                "stats": False,
+                "tensors": [{"name": "weight", "shape": shape, "init": init}],
+            },
+        ),
     ]
     for r in answers:
         assert r.status_code == 200, r.text[:500]
@@ -175,9 +192,16 @@ def test_dirac_on_a_zero_element_shape_is_an_empty_tensor_on_every_route(http, s
 
 def test_dirac_after_an_empty_one_keeps_the_shared_stream(http):
     """An empty tensor draws nothing: the tensor after it is torch's first draw."""
-    r = http.post("/v1/tensors", json={"device": "cpu", "seed": 3, "tensors": [
-        {"name": "d", "shape": [2, 2, 0], "init": {"scheme": "dirac"}},
-        {"name": "n", "shape": [5, 7], "init": {"scheme": "normal"}},
-    ]})
+    r = http.post(
+        "/v1/tensors",
+        json={
+            "device": "cpu",
+            "seed": 3,
+            "tensors": [
+                {"name": "d", "shape": [2, 2, 0], "init": {"scheme": "dirac"}},
+                {"name": "n", "shape": [5, 7], "init": {"scheme": "normal"}},
+            ],
+        },
+    )
     assert r.status_code == 200, r.text[:500]
     assert as_bytes(load_safetensors(r.content)["n"]) == as_bytes(reference([5, 7], "normal", {}, seed=3))

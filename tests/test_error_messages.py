@@ -31,6 +31,7 @@ def _request(body: bytes) -> dict:
 
 # ---- the field a dtype overflow names ------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "init,field",
     [
@@ -81,26 +82,45 @@ def test_kaiming_mode_upper_case_equals_torch_itself(http):
     torch_t = torch.empty(4, 7)
     torch.manual_seed(11)
     nn.init.kaiming_uniform_(torch_t, mode="FAN_OUT")
-    r = http.post("/v1/tensor", json={**BASE, "seed": 11, "shape": [4, 7],
-                                      "init": {"scheme": "kaiming_uniform", "mode": "FAN_OUT"}})
+    r = http.post(
+        "/v1/tensor",
+        json={**BASE, "seed": 11, "shape": [4, 7], "init": {"scheme": "kaiming_uniform", "mode": "FAN_OUT"}},
+    )
     assert r.status_code == 200, r.text[:500]
     assert as_bytes(load_safetensors(r.content)["weight"]) == as_bytes(torch_t)
 
 
 def test_mode_in_any_case_in_a_tensor_list(http):
-    r = http.post("/v1/tensors", json={**BASE, "seed": 4, "tensors": [
-        {"name": "w", "shape": [3, 8], "init": {"scheme": "kaiming_normal", "mode": "FAN_OUT"}},
-    ]})
+    r = http.post(
+        "/v1/tensors",
+        json={
+            **BASE,
+            "seed": 4,
+            "tensors": [
+                {"name": "w", "shape": [3, 8], "init": {"scheme": "kaiming_normal", "mode": "FAN_OUT"}},
+            ],
+        },
+    )
     assert r.status_code == 200, r.text[:500]
-    assert as_bytes(load_safetensors(r.content)["w"]) == as_bytes(_lower_reference("kaiming_normal", "FAN_OUT", [3, 8], 4))
+    assert as_bytes(load_safetensors(r.content)["w"]) == as_bytes(
+        _lower_reference("kaiming_normal", "FAN_OUT", [3, 8], 4)
+    )
     assert _request(r.content)["tensors"][0]["init"]["mode"] == "fan_out"
 
 
 def test_mode_in_any_case_in_a_module_override(http):
     layers = [{"type": "Linear", "in_features": 5, "out_features": 3}]
-    r = http.post("/v1/module", json={**BASE, "seed": 2, "layers": layers, "overrides": [
-        {"param": "0.weight", "init": {"scheme": "kaiming_uniform", "mode": "Fan_Out", "nonlinearity": "relu"}},
-    ]})
+    r = http.post(
+        "/v1/module",
+        json={
+            **BASE,
+            "seed": 2,
+            "layers": layers,
+            "overrides": [
+                {"param": "0.weight", "init": {"scheme": "kaiming_uniform", "mode": "Fan_Out", "nonlinearity": "relu"}},
+            ],
+        },
+    )
     assert r.status_code == 200, r.text[:500]
     expected = reference_module(
         layers, 2, inits=[("0.weight", lambda p: nn.init.kaiming_uniform_(p, mode="fan_out", nonlinearity="relu"))]
@@ -113,7 +133,9 @@ def test_mode_in_any_case_in_a_module_override(http):
 
 @pytest.mark.parametrize("mode", ["fan_sum", "FAN", "", "fan_in "])
 def test_a_mode_that_is_not_one_in_any_case_is_still_422_listing_the_modes(http, mode):
-    detail = _detail(http.post("/v1/tensor", json={**BASE, "shape": [2, 2], "init": {"scheme": "kaiming_uniform", "mode": mode}}))
+    detail = _detail(
+        http.post("/v1/tensor", json={**BASE, "shape": [2, 2], "init": {"scheme": "kaiming_uniform", "mode": mode}})
+    )
     assert detail[0]["loc"] == ["body", "init", "kaiming_uniform", "mode"]
     assert "'fan_in'" in detail[0]["msg"] and "'fan_out'" in detail[0]["msg"]
 
@@ -124,38 +146,94 @@ TENSOR = {"name": "w", "shape": [2, 3], "init": {"scheme": "normal"}}
 LINEAR = {"type": "Linear", "in_features": 2, "out_features": 3}
 
 EXTRAS = [
-    pytest.param("/v1/tensor", {**BASE, "shape": [2], "init": {"scheme": "normal", "sdt": 1.0}},
-                 ["body", "init", "normal", "sdt"], "for scheme 'normal' (did you mean 'std'?); allowed: mean, std",
-                 id="tensor-init-sdt"),
-    pytest.param("/v1/tensor", {**BASE, "shape": [2], "init": {"scheme": "normal"}, "sede": 1},
-                 ["body", "sede"], "(did you mean 'seed'?); allowed: shape, init, dtype, device, seed, name, "
-                 "histogram_bins, stats, slice, rng", id="tensor-top-level"),
-    pytest.param("/v1/tensor", {**BASE, "shape": [2], "init": {"scheme": "ones", "val": 1}},
-                 ["body", "init", "ones", "val"], "for scheme 'ones'; allowed: none", id="tensor-scheme-without-parameters"),
-    pytest.param("/v1/tensors", {**BASE, "tensors": [{**TENSOR, "init": {"scheme": "kaiming_uniform", "slope": 1}}]},
-                 ["body", "tensors", 0, "init", "kaiming_uniform", "slope"],
-                 "for scheme 'kaiming_uniform'; allowed: a, mode, nonlinearity", id="tensors-init"),
-    pytest.param("/v1/tensors", {**BASE, "tensors": [{**TENSOR, "device": "cpu"}]}, ["body", "tensors", 0, "device"],
-                 "allowed: name, shape, init, dtype, seed, slice, histogram_bins", id="tensors-entry"),
-    pytest.param("/v1/tensors", {**BASE, "tensors": [TENSOR], "histogram": 4}, ["body", "histogram"],
-                 "(did you mean 'histogram_bins'?); allowed: tensors, dtype, device, seed, histogram_bins, stats, rng",
-                 id="tensors-top-level"),
-    pytest.param("/v1/module", {**BASE, "layers": [{**LINEAR, "biass": False}]}, ["body", "layers", "list", 0, "Linear", "biass"],
-                 "for layer type 'Linear' (did you mean 'bias'?); allowed: in_features, out_features, bias",
-                 id="module-list-layer"),
-    pytest.param("/v1/module", {**BASE, "layers": {"enc": {**LINEAR, "in_feature": 2}}},
-                 ["body", "layers", "object", "enc", "Linear", "in_feature"],
-                 "(did you mean 'in_features'?); allowed: in_features, out_features, bias", id="module-named-layer"),
-    pytest.param("/v1/module", {**BASE, "layers": [{"type": "ReLU", "inplce": True}]},
-                 ["body", "layers", "list", 0, "ReLU", "inplce"], "(did you mean 'inplace'?); allowed: inplace",
-                 id="module-activation"),
-    pytest.param("/v1/module", {**BASE, "layers": [LINEAR], "overrides": [{"param": "0.weight", "init": {"scheme": "normal",
-                 "sd": 1}}]}, ["body", "overrides", 0, "init", "normal", "sd"], "allowed: mean, std", id="module-override-init"),
-    pytest.param("/v1/module", {**BASE, "layers": [LINEAR], "overrides": [{"parameter": "0.weight", "param": "0.weight",
-                 "init": {"scheme": "zeros"}}]}, ["body", "overrides", 0, "parameter"], "allowed: param, init",
-                 id="module-override"),
-    pytest.param("/v1/module", {**BASE, "layers": [LINEAR], "sead": 3}, ["body", "sead"], "(did you mean 'seed'?); allowed: layers",
-                 id="module-top-level"),
+    pytest.param(
+        "/v1/tensor",
+        {**BASE, "shape": [2], "init": {"scheme": "normal", "sdt": 1.0}},
+        ["body", "init", "normal", "sdt"],
+        "for scheme 'normal' (did you mean 'std'?); allowed: mean, std",
+        id="tensor-init-sdt",
+    ),
+    pytest.param(
+        "/v1/tensor",
+        {**BASE, "shape": [2], "init": {"scheme": "normal"}, "sede": 1},
+        ["body", "sede"],
+        "(did you mean 'seed'?); allowed: shape, init, dtype, device, seed, name, histogram_bins, stats, slice, rng",
+        id="tensor-top-level",
+    ),
+    pytest.param(
+        "/v1/tensor",
+        {**BASE, "shape": [2], "init": {"scheme": "ones", "val": 1}},
+        ["body", "init", "ones", "val"],
+        "for scheme 'ones'; allowed: none",
+        id="tensor-scheme-without-parameters",
+    ),
+    pytest.param(
+        "/v1/tensors",
+        {**BASE, "tensors": [{**TENSOR, "init": {"scheme": "kaiming_uniform", "slope": 1}}]},
+        ["body", "tensors", 0, "init", "kaiming_uniform", "slope"],
+        "for scheme 'kaiming_uniform'; allowed: a, mode, nonlinearity",
+        id="tensors-init",
+    ),
+    pytest.param(
+        "/v1/tensors",
+        {**BASE, "tensors": [{**TENSOR, "device": "cpu"}]},
+        ["body", "tensors", 0, "device"],
+        "allowed: name, shape, init, dtype, seed, slice, histogram_bins",
+        id="tensors-entry",
+    ),
+    pytest.param(
+        "/v1/tensors",
+        {**BASE, "tensors": [TENSOR], "histogram": 4},
+        ["body", "histogram"],
+        "(did you mean 'histogram_bins'?); allowed: tensors, dtype, device, seed, histogram_bins, stats, rng",
+        id="tensors-top-level",
+    ),
+    pytest.param(
+        "/v1/module",
+        {**BASE, "layers": [{**LINEAR, "biass": False}]},
+        ["body", "layers", "list", 0, "Linear", "biass"],
+        "for layer type 'Linear' (did you mean 'bias'?); allowed: in_features, out_features, bias",
+        id="module-list-layer",
+    ),
+    pytest.param(
+        "/v1/module",
+        {**BASE, "layers": {"enc": {**LINEAR, "in_feature": 2}}},
+        ["body", "layers", "object", "enc", "Linear", "in_feature"],
+        "(did you mean 'in_features'?); allowed: in_features, out_features, bias",
+        id="module-named-layer",
+    ),
+    pytest.param(
+        "/v1/module",
+        {**BASE, "layers": [{"type": "ReLU", "inplce": True}]},
+        ["body", "layers", "list", 0, "ReLU", "inplce"],
+        "(did you mean 'inplace'?); allowed: inplace",
+        id="module-activation",
+    ),
+    pytest.param(
+        "/v1/module",
+        {**BASE, "layers": [LINEAR], "overrides": [{"param": "0.weight", "init": {"scheme": "normal", "sd": 1}}]},
+        ["body", "overrides", 0, "init", "normal", "sd"],
+        "allowed: mean, std",
+        id="module-override-init",
+    ),
+    pytest.param(
+        "/v1/module",
+        {
+            **BASE,
+            "layers": [LINEAR],
+            "overrides": [{"parameter": "0.weight", "param": "0.weight", "init": {"scheme": "zeros"}}],
+        },
+        ["body", "overrides", 0, "parameter"],
+        "allowed: param, init",
+        id="module-override",
+    ),
+    pytest.param(
+        "/v1/module",
+        {**BASE, "layers": [LINEAR], "sead": 3},
+        ["body", "sead"],
+        "(did you mean 'seed'?); allowed: layers",
+        id="module-top-level",
+    ),
 ]
 
 
@@ -182,16 +260,24 @@ def test_an_unknown_query_parameter_suggests_the_meant_one(http):
 
 # ---- a near-miss scheme or layer type ----------------------------------------------------------
 
+
 @pytest.mark.parametrize("scheme", ["kaiming_uniform_", "Kaiming_Uniform", "kaimng_uniform", "KAIMING_UNIFORM_"])
 def test_a_near_miss_scheme_suggests_the_scheme_on_every_route(http, scheme):
     hint = "did you mean 'kaiming_uniform'?"
     routes = [
         (http.post("/v1/tensor", json={**BASE, "shape": [2, 2], "init": {"scheme": scheme}}), ["body", "init"]),
         (http.get("/v1/tensor", params={"shape": "2,2", "scheme": scheme}), ["query", "scheme"]),
-        (http.post("/v1/tensors", json={**BASE, "tensors": [{**TENSOR, "init": {"scheme": scheme}}]}),
-         ["body", "tensors", 0, "init"]),
-        (http.post("/v1/module", json={**BASE, "layers": [LINEAR], "overrides": [{"param": "0.weight", "init": {"scheme": scheme}}]}),
-         ["body", "overrides", 0, "init"]),
+        (
+            http.post("/v1/tensors", json={**BASE, "tensors": [{**TENSOR, "init": {"scheme": scheme}}]}),
+            ["body", "tensors", 0, "init"],
+        ),
+        (
+            http.post(
+                "/v1/module",
+                json={**BASE, "layers": [LINEAR], "overrides": [{"param": "0.weight", "init": {"scheme": scheme}}]},
+            ),
+            ["body", "overrides", 0, "init"],
+        ),
     ]
     for r, loc in routes:
         detail = _detail(r)

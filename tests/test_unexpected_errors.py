@@ -35,8 +35,11 @@ def broken_ones(monkeypatch):
     """``ones`` raises ``Boom``; ``zeros`` raises what torch raises on an index past a dimension."""
     monkeypatch.setitem(schemes.SCHEMES, "ones", schemes.Scheme(_raising(Boom("the filler broke")), schemes.ANY, False))
     monkeypatch.setitem(
-        schemes.SCHEMES, "zeros",
-        schemes.Scheme(_raising(IndexError("index 0 is out of bounds for dimension 2 with size 0")), schemes.ANY, False),
+        schemes.SCHEMES,
+        "zeros",
+        schemes.Scheme(
+            _raising(IndexError("index 0 is out of bounds for dimension 2 with size 0")), schemes.ANY, False
+        ),
     )
 
 
@@ -48,8 +51,12 @@ def server(broken_ones):
 
 def _tracebacks(caplog, request_id: str) -> list[logging.LogRecord]:
     return [
-        r for r in caplog.records
-        if r.levelno >= logging.ERROR and r.exc_info and isinstance(r.exc_info[1], Boom) and request_id in r.getMessage()
+        r
+        for r in caplog.records
+        if r.levelno >= logging.ERROR
+        and r.exc_info
+        and isinstance(r.exc_info[1], Boom)
+        and request_id in r.getMessage()
     ]
 
 
@@ -57,13 +64,30 @@ def _tracebacks(caplog, request_id: str) -> list[logging.LogRecord]:
     "method,path,kwargs",
     [
         pytest.param("POST", "/v1/tensor", {"json": BODY}, id="post-tensor"),
-        pytest.param("GET", "/v1/tensor", {"params": {"shape": "3,4", "scheme": "ones", "device": "cpu", "seed": "0"}},
-                     id="get-tensor"),
-        pytest.param("POST", "/v1/tensors", {"json": {"device": "cpu", "tensors": [{"name": "w", "shape": [3, 4], "init": {"scheme": "ones"}}]}},
-                     id="post-tensors"),
-        pytest.param("POST", "/v1/module", {"json": {"device": "cpu", "layers": [{"type": "Linear", "in_features": 2,
-                     "out_features": 3}], "overrides": [{"param": "0.weight", "init": {"scheme": "ones"}}]}},
-                     id="module-override"),
+        pytest.param(
+            "GET",
+            "/v1/tensor",
+            {"params": {"shape": "3,4", "scheme": "ones", "device": "cpu", "seed": "0"}},
+            id="get-tensor",
+        ),
+        pytest.param(
+            "POST",
+            "/v1/tensors",
+            {"json": {"device": "cpu", "tensors": [{"name": "w", "shape": [3, 4], "init": {"scheme": "ones"}}]}},
+            id="post-tensors",
+        ),
+        pytest.param(
+            "POST",
+            "/v1/module",
+            {
+                "json": {
+                    "device": "cpu",
+                    "layers": [{"type": "Linear", "in_features": 2, "out_features": 3}],
+                    "overrides": [{"param": "0.weight", "init": {"scheme": "ones"}}],
+                }
+            },
+            id="module-override",
+        ),
     ],
 )
 def test_unexpected_engine_error_is_json_500_with_request_id_and_traceback(server, caplog, method, path, kwargs):

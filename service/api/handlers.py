@@ -168,7 +168,8 @@ def _body_model(request: Request | None) -> Any:
         return None
     hints.pop("return", None)
     models = [
-        h for h in hints.values() if isinstance(h, type) and issubclass(h, BaseModel) and not issubclass(h, BaseSettings)
+        h for h in hints.values()
+        if isinstance(h, type) and issubclass(h, BaseModel) and not issubclass(h, BaseSettings)
     ]
     return models[0] if len(models) == 1 else None
 

@@ -78,9 +78,8 @@ def request_from_query(params: list[tuple[str, str]]) -> TensorRequest:
     if model is None:
         guess = did_you_mean(scheme, RECIPE_MODELS)
         hint = f"did you mean {guess!r}? " if guess else ""
-        raise _error(
-            ("scheme",), f"unknown scheme {scheme!r}; {hint}scheme must be one of: {', '.join(RECIPE_MODELS)}", "literal_error"
-        )
+        known = ", ".join(RECIPE_MODELS)
+        raise _error(("scheme",), f"unknown scheme {scheme!r}; {hint}scheme must be one of: {known}", "literal_error")
     body: dict[str, Any] = {"shape": parse_int_list(raw.pop("shape"), "shape")}
     init: dict[str, Any] = {"scheme": scheme}
     if "gain_nonlinearity" in raw:
