@@ -16,7 +16,6 @@ os.environ.setdefault("MKL_CBWR", "COMPATIBLE")
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-
 from pathlib import Path
 
 import fastapi_offline
@@ -29,13 +28,13 @@ from starlette.routing import BaseRoute, Mount, Route
 
 import service
 from service.api import handlers, openapi
-from service.engine import chunked
-from service.presets import accounting as preset_accounting
 from service.api.auth import ApiKeyMiddleware, PublicPaths
 from service.api.body_limit import BodyLimitMiddleware
 from service.api.metrics import Metrics, MetricsMiddleware
 from service.api.request_log import RequestLogMiddleware, configure_logging
 from service.api.routes import catalog, health, metrics, models, modules, playground, tensors
+from service.engine import chunked
+from service.presets import accounting as preset_accounting
 from service.settings import Settings
 from service.workers.pool import WorkerPool
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import service.app  # noqa: F401  (sets MKL_CBWR before torch loads)
 
+# isort: split
 import httpx
 import pytest
 import torch

@@ -428,11 +428,11 @@ def test_sixteen_concurrent_modules_equal_sequential_ones_beside_single_tensors(
     with httpx.Client(base_url=server.url, timeout=120) as client:
         sequential = [client.post("/v1/module", json=body).content for body in modules]
         jobs = [("/v1/module", b) for b in modules] + [("/v1/tensor", b) for b in tensors]
-        jobs = [job for pair in zip(jobs[:16], jobs[16:]) for job in pair]  # interleaved
+        jobs = [job for pair in zip(jobs[:16], jobs[16:], strict=True) for job in pair]  # interleaved
         with ThreadPoolExecutor(16) as pool:
             answers = list(pool.map(lambda job: client.post(job[0], json=job[1]), jobs))
     assert [a.content for a in answers[0::2]] == sequential
-    for answer, expected in zip(answers[1::2], expected_tensors):
+    for answer, expected in zip(answers[1::2], expected_tensors, strict=True):
         assert as_bytes(load(answer.content)["weight"]) == as_bytes(expected)
     assert_same_state(answers[0], reference_module(layers, 100))
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 from safetensors.torch import load
 
 from service.codec.header import decode_header
@@ -118,7 +117,7 @@ def test_threads_do_not_change_the_bytes_header_included():
             answers.append(httpx.post(f"{server.url}/v1/tensor", json=body, timeout=60).content)
     headers = [decode_header(a)[0] for a in answers]
     assert [json.loads(h["provenance"])["threads"] for h in headers] == [1, 2, 3]
-    stripped = [a.replace(b'\\"threads\\":%d' % k, b"") for a, k in zip(answers, (1, 2, 3))]
+    stripped = [a.replace(b'\\"threads\\":%d' % k, b"") for a, k in zip(answers, (1, 2, 3), strict=True)]
     assert all(as_bytes(load(a)["weight"]) == as_bytes(load(answers[0])["weight"]) for a in answers)
     assert [h["stats"] for h in headers] == [headers[0]["stats"]] * 3
     assert len({len(s) for s in stripped}) == 1

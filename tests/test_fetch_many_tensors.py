@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load
 
 from service.codec.header import decode_header
-from tests.torch_reference import DTYPES, _apply, _GLOBAL_RNG, as_bytes
+from tests.torch_reference import _GLOBAL_RNG, DTYPES, _apply, as_bytes
 
 VIT = [
     {"name": "cls_token", "shape": [1, 1, 24], "init": {"scheme": "trunc_normal", "std": 0.02}},

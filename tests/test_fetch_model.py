@@ -15,9 +15,9 @@ import pytest
 import safetensors.torch
 import torch
 
+from service.presets import PRESETS
 from tests.conftest import live_server
 from tests.preset_digests import CASES, digest
-from service.presets import PRESETS
 
 SEED_BIG = 2**32 + 1
 

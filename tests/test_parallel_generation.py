@@ -6,14 +6,13 @@ taken by ``random_`` on int32 (one draw each), then ``t.uniform_(p1, p2)`` or ``
 
 from __future__ import annotations
 
-import math
 import random
 
 import numpy as np
 import pytest
 import torch
 
-from service.engine import chunked, draws, mt19937, slices
+from service.engine import chunked, mt19937, slices
 
 OPS = ["uniform", "normal"]
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]

@@ -269,8 +269,8 @@ def node_digests() -> dict[str, str]:
         pytest.skip("node is not installed")
     lines = [json.dumps({**{k: c[k] for k in ("recipe", "shape", "dtype", "tid", "slice")}, "seed": str(c["seed"])})
              for c in CASES]
-    out = _node("batch", stdin="\n".join(lines) + "\n").split("\n")
-    return {c["id"]: h for c, h in zip(CASES, out)}
+    out = _node("batch", stdin="\n".join(lines) + "\n").splitlines()
+    return {c["id"]: h for c, h in zip(CASES, out, strict=True)}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])

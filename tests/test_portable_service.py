@@ -39,8 +39,8 @@ def node_digests() -> dict[str, str]:
     if NODE is None:
         pytest.skip("node is not installed")
     lines = [json.dumps({**{k: c[k] for k in ("recipe", "shape", "dtype", "tid", "slice")}, "seed": str(c["seed"])}) for c in CASES]
-    out = _node("batch", stdin="\n".join(lines) + "\n").split("\n")
-    return {c["id"]: h for c, h in zip(CASES, out)}
+    out = _node("batch", stdin="\n".join(lines) + "\n").splitlines()
+    return {c["id"]: h for c, h in zip(CASES, out, strict=True)}
 
 
 def _service(http, case, path="/v1/tensor"):

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from service.presets import PRESETS, ConfigError
-from service.presets.replay import meta_entries, replay
 from service.presets.base import summary
+from service.presets.replay import meta_entries, replay
 
 R18, R50 = PRESETS["torchvision/resnet18"], PRESETS["torchvision/resnet50"]
 BOTH = pytest.mark.parametrize("preset", [R18, R50], ids=["resnet18", "resnet50"])

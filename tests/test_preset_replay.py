@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.preset_digests import cases_for, digest
 from service.presets import PRESETS
 from service.presets.replay import meta_entries, replay
+from tests.preset_digests import cases_for, digest
 
 
 @pytest.mark.parametrize("case", cases_for())

@@ -15,7 +15,7 @@ from typing import Any
 from service.codec.header import dumps
 from service.engine.checks import check_recipe, check_size, tensor_bytes
 from service.engine.devices import base_provenance, mkl_cbwr
-from service.engine.maker import TensorSpec
+from service.engine.maker import MadeTensor, Output, TensorSpec, may_warn
 from service.engine.rng import compute_dtype, draw_seed
 from service.errors import LimitExceeded, Problem, RecipeError
 from service.portable import (
@@ -27,7 +27,6 @@ from service.portable import (
 from service.schemas.recipes import recipe_params
 from service.schemas.requests import TensorRequest, TensorsRequest
 from service.settings import Settings
-from service.engine.maker import MadeTensor, Output, may_warn
 from service.workers.jobs import TensorJob, run_tensor_job
 from service.workers.pool import WorkerPool
 
@@ -79,7 +78,7 @@ def check_slice(raw: list | None, shape: tuple[int, ...], loc: tuple = ("slice",
     if len(raw) != len(shape):
         raise RecipeError.at(loc, f"slice needs one entry per dimension ({len(shape)}); got {len(raw)}")
     bounds = []
-    for dim, (entry, size) in enumerate(zip(raw, shape)):
+    for dim, (entry, size) in enumerate(zip(raw, shape, strict=True)):
         start, stop = (0, size) if entry is None else entry
         if not 0 <= start <= stop <= size:
             raise RecipeError.at(
@@ -235,7 +234,7 @@ def plan_tensors(req: TensorsRequest, settings: Settings, pool: WorkerPool) -> P
     seed = req.seed if req.seed is not None else draw_seed()
     normalized = req.model_dump(mode="json")
     normalized.update(seed=seed, device=device)
-    for entry_json, spec in zip(normalized["tensors"], specs):
+    for entry_json, spec in zip(normalized["tensors"], specs, strict=True):
         entry_json["dtype"] = spec.dtype
     return Plan(
         job=TensorJob(

@@ -33,7 +33,7 @@ def models(as_json: bool, url: str, api_key: str | None, timeout: float, retries
                      f"{count:,}" if isinstance(count, int) else "-"))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     for row in rows:
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[3].rjust(10))
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)) + "  " + row[3].rjust(10))
 
 
 @click.command(context_settings=CONTEXT, epilog="Example: initsvc schemes --json | jq '.kaiming_uniform'")

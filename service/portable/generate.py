@@ -108,7 +108,7 @@ def normalize_slice(shape: Sequence[int], slice: Sequence[tuple[int, int] | None
             f"slice needs one entry per dimension ({len(shape)}); got {len(slice)} entries"
         )
     bounds = []
-    for dim, (size, entry) in enumerate(zip(shape, slice)):
+    for dim, (size, entry) in enumerate(zip(shape, slice, strict=True)):
         if entry is None:
             bounds.append((0, size))
             continue
@@ -230,9 +230,9 @@ def _fill_deterministic(plan: PortablePlan, shape, bounds: Bounds, dtype: str, o
         np.full(g.size, size // 2) for size in shape[2:]
     ]
     inside = np.ones(g.size, dtype=bool)
-    for c, (a, b) in zip(coords, bounds):
+    for c, (a, b) in zip(coords, bounds, strict=True):
         inside &= (c >= a) & (c < b)
-    out[tuple(c[inside] - a for c, (a, _) in zip(coords, bounds))] = one
+    out[tuple(c[inside] - a for c, (a, _) in zip(coords, bounds, strict=True))] = one
     return out
 
 

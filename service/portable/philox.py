@@ -97,7 +97,7 @@ def philox4x32(c0, c1, c2, c3, k0: int, k1: int) -> np.ndarray:
     for lo in range(0, n, BLOCK_COUNTERS):
         hi = min(n, lo + BLOCK_COUNTERS)
         x0, x1, x2, x3, p0, p1 = scratch.lanes(hi - lo)
-        for x, lane in zip((x0, x1, x2, x3), lanes):
+        for x, lane in zip((x0, x1, x2, x3), lanes, strict=True):
             x[...] = lane[lo:hi]
         y = _rounds(x0, x1, x2, x3, p0, p1, keys)
         for col in range(4):

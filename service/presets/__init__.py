@@ -8,8 +8,8 @@ outside this table.
 
 from __future__ import annotations
 
-from service.presets.base import ConfigError, Field, InitRule, Preset, PresetEntry
 from service.presets import bert, gpt2, llama, nanogpt, resnet, timm_vit, vit
+from service.presets.base import ConfigError, Field, InitRule, Preset, PresetEntry
 
 PRESETS: dict[str, Preset] = {
     p.name: p

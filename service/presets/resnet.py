@@ -90,7 +90,7 @@ class _ResNet(nn.Module):
         self.conv1 = nn.Conv2d(3, STEM_CHANNELS, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(STEM_CHANNELS)
         inplanes = STEM_CHANNELS
-        for i, (planes, blocks) in enumerate(zip(STAGE_PLANES, layers)):
+        for i, (planes, blocks) in enumerate(zip(STAGE_PLANES, layers, strict=True)):
             stride = 1 if i == 0 else 2
             out = planes * block.expansion
             downsample = None

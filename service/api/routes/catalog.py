@@ -12,12 +12,12 @@ import service
 from service.api.deps import PoolDep, SettingsDep
 from service.api.query import parse_int_list
 from service.engine import chunked
-from service.presets import accounting as preset_accounting
 from service.engine.catalog import CATALOG, shape_rule
 from service.engine.devices import device_facts
 from service.engine.fans import compute_fans
 from service.engine.gains import calculate_gain
 from service.errors import RecipeError
+from service.presets import accounting as preset_accounting
 from service.schemas.recipes import RECIPE_MODELS, Nonlinearity
 
 router = APIRouter(prefix="/v1", tags=["catalog"])

@@ -17,7 +17,7 @@ from service.api.handlers import ERROR_RESPONSES
 from service.api.module_planning import plan_module
 from service.api.routes.tensors import BINARY_RESPONSE
 from service.api.serving import answer
-from service.engine.layers import LayerCall, PARAMETER_FREE, default_distributions, meta_layer, state_entries
+from service.engine.layers import PARAMETER_FREE, LayerCall, default_distributions, meta_layer, state_entries
 from service.engine.rng import DTYPES
 from service.engine.stats import expected_fields
 from service.errors import LimitExceeded
