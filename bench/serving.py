@@ -1,9 +1,14 @@
 """End-to-end serving benchmarks, each measured side by side in one run, printed as ratios.
 
-    python bench/serving.py large   [--mib 1024]   1 GiB float32 normal through curl, stats on/off,
-                                                   vs in-process torch; peak RSS over idle; a 1/8 slice
-    python bench/serving.py small   [--seconds 10] 256x784 kaiming_uniform: p50/p99 and req/s,
+    python bench/serving.py large   [--mib 1024]   1 GiB float32 normal through curl, stats on/off, vs
+                                                   the in-process parallel fill and serial torch;
+                                                   peak RSS over idle, one request and back to back
+    python bench/serving.py small   [--seconds 3]  256x784 kaiming_uniform: p50/p99 and req/s,
                                                    sequential and 16 clients, vs a bare FastAPI endpoint
+                                                   (both servers up at once, rows interleaved)
+    python bench/serving.py fairness [--mib 1024]  256x784 requests from one client while another has
+                                                   1 GiB tensors made and sent back to back: p50/p99,
+                                                   with the small-job lane and without it
     python bench/serving.py health  [--mib 2048]   /healthz p99 while a big tensor is made
     python bench/serving.py gpu     [--mib 1024]   (GPU) 1 GiB float32 normal on cuda through curl,
                                                    vs the same server setup sending a ready pinned buffer
@@ -54,46 +59,66 @@ def curl_post(url: str, body: dict) -> float:
     return float(out[0])
 
 
+def in_process_fill(n: int, threads: int):
+    """A callable that makes ``normal`` of ``n`` float32 as the server's job does (the engine's
+    parallel fill over ``threads``), without stats."""
+    from service.settings import Settings
+    from service.workers.jobs import TensorJob, run_tensor_job
+    from service.api.planning import build_spec
+    from service.schemas.requests import TensorRequest
+
+    req = TensorRequest(shape=[n], init={"scheme": "normal"}, seed=0, device="cpu", stats=False)
+    spec = build_spec(req, req.dtype, 0, False, Settings())
+    job = TensorJob(specs=[spec], seed=0, device="cpu", cpu_threads=threads)
+    return lambda: run_tensor_job(job)
+
+
 def large(args) -> None:
     n = args.mib * (1 << 20) // 4
     nbytes = 4 * n
-    torch.set_num_threads(2)
+    threads = len(__import__("os").sched_getaffinity(0))
+    torch.set_num_threads(threads)
 
-    def in_process() -> None:
+    def serial() -> None:
         g = torch.Generator().manual_seed(0)
         torch.empty(n).normal_(generator=g)
 
-    base = best(in_process, args.repeats)
-    print(f"in-process torch normal_ {args.mib} MiB float32: {base:.3f} s ({nbytes / base / 1e9:.2f} GB/s)")
+    parallel = in_process_fill(n, threads)
     with serve() as (url, proc):
         body = {"shape": [n], "init": {"scheme": "normal"}, "seed": 0, "device": "cpu"}
         curl_post(f"{url}/v1/tensor", {**body, "shape": [1024]})  # warm up
-        rows, peaks = [], []
-        for label, extra in (("stats", {}), ("stats: false", {"stats": False})):
-            times = []
-            for _ in range(args.repeats):
-                time.sleep(0.5)  # the previous answer's tensor is freed once its response is done
-                idle = rss_bytes(proc.pid)
-                reset_peak_rss(proc.pid)
-                times.append(curl_post(f"{url}/v1/tensor", {**body, **extra}))
-                peaks.append(peak_rss_bytes(proc.pid) - idle)
-            rows.append((label, min(times)))
-        peak = max(peaks)
-        slice_rows = []
-        for label, extra in (("stats", {}), ("stats: false", {"stats": False})):
-            whole = {**body, **extra, "shape": [8, n // 8]}
-            t_slice = min(curl_post(f"{url}/v1/tensor", {**whole, "slice": [[3, 4], None]}) for _ in range(args.repeats))
-            t_whole = min(curl_post(f"{url}/v1/tensor", whole) for _ in range(args.repeats))
-            slice_rows.append((label, t_slice, t_whole))
+        times: dict[str, list[float]] = {"serial": [], "parallel": [], "stats": [], "stats: false": []}
+        for _ in range(args.repeats):  # interleaved, so every figure sees the same machine
+            times["serial"].append(best(serial, 1))
+            times["parallel"].append(best(parallel, 1))
+            for label, extra in (("stats", {}), ("stats: false", {"stats": False})):
+                times[label].append(curl_post(f"{url}/v1/tensor", {**body, **extra}))
+        # Peak RSS over idle: one request, then back to back (the next request starts as soon as
+        # the previous answer has been read).
+        time.sleep(0.5)
+        idle = rss_bytes(proc.pid)
+        reset_peak_rss(proc.pid)
+        curl_post(f"{url}/v1/tensor", {**body, "stats": False})
+        one = peak_rss_bytes(proc.pid) - idle
+        time.sleep(0.5)
+        idle = rss_bytes(proc.pid)
+        reset_peak_rss(proc.pid)
+        for _ in range(3):
+            curl_post(f"{url}/v1/tensor", {**body, "stats": False})
+        back_to_back = peak_rss_bytes(proc.pid) - idle
         devices = httpx.get(f"{url}/v1/devices").json()
-    threads = devices["devices"][0].get("threads")
-    print(f"server: cpu_threads={threads}, torch {devices['torch']}")
-    for label, t in rows:
+    best_of = {k: min(v) for k, v in times.items()}
+    print(f"server: cpu_threads={devices['devices'][0].get('threads')}, torch {devices['torch']}; "
+          f"{args.mib} MiB float32 normal, best of {args.repeats} interleaved")
+    print(f"in-process serial torch normal_: {best_of['serial']:.3f} s ({nbytes / best_of['serial'] / 1e9:.2f} GB/s)")
+    print(f"in-process parallel fill ({threads} threads): {best_of['parallel']:.3f} s "
+          f"({nbytes / best_of['parallel'] / 1e9:.2f} GB/s) = {best_of['serial'] / best_of['parallel']:.2f}x serial")
+    for label in ("stats", "stats: false"):
+        t = best_of[label]
         print(f"end-to-end via curl, {label:12s}: {t:.3f} s ({nbytes / t / 1e9:.2f} GB/s)  "
-              f"ratio vs in-process torch: {base / t:.2f}x")
-    print(f"peak RSS above idle: {peak / 2**20:.0f} MiB = {peak / nbytes:.2f}x the tensor's bytes")
-    for label, t_slice, t_whole in slice_rows:
-        print(f"1/8 slice, {label:12s}: {t_slice:.3f} s vs the whole tensor {t_whole:.3f} s -> {t_whole / t_slice:.1f}x faster")
+              f"vs parallel fill {best_of['parallel'] / t:.2f}x, vs serial torch {best_of['serial'] / t:.2f}x")
+    print(f"peak RSS above idle: one request {one / nbytes:.2f}x the tensor's bytes, "
+          f"3 back to back {back_to_back / nbytes:.2f}x")
 
 
 async def latencies(url: str, path: str, body: dict | None, clients: int, seconds: float) -> list[float]:
@@ -120,19 +145,57 @@ def summarize(samples: list[float], seconds: float) -> tuple[float, float, float
 
 def small(args) -> None:
     body = {"shape": [256, 784], "init": {"scheme": "kaiming_uniform"}, "seed": 0, "device": "cpu"}
-    with serve() as (url, _):
-        probe = httpx.post(f"{url}/v1/tensor", json=body)
-        size = len(probe.content)
-        ours = {c: asyncio.run(latencies(url, "/v1/tensor", body, c, args.seconds)) for c in (1, 16)}
-    with serve("bench.bare_app:app") as (url, _):
-        bare = {c: asyncio.run(latencies(url, f"/bytes/{size}", None, c, args.seconds)) for c in (1, 16)}
-    print(f"256x784 kaiming_uniform, {size} bytes per answer, {args.seconds:.0f} s per row")
+    with serve() as (url, _), serve("bench.bare_app:app") as (bare_url, _):
+        size = len(httpx.post(f"{url}/v1/tensor", json=body).content)
+        ours: dict[int, list[float]] = {1: [], 16: []}
+        bare: dict[int, list[float]] = {1: [], 16: []}
+        for _ in range(args.rounds):  # interleaved rounds: both see the same machine
+            for c in (1, 16):
+                ours[c] += asyncio.run(latencies(url, "/v1/tensor", body, c, args.seconds))
+                bare[c] += asyncio.run(latencies(bare_url, f"/bytes/{size}", None, c, args.seconds))
+    seconds = args.seconds * args.rounds
+    print(f"256x784 kaiming_uniform, {size} bytes per answer, {args.rounds} interleaved rounds of {args.seconds:.0f} s")
     for clients in (1, 16):
-        p50, p99, rps = summarize(ours[clients], args.seconds)
-        b50, b99, brps = summarize(bare[clients], args.seconds)
+        p50, p99, rps = summarize(ours[clients], seconds)
+        b50, b99, brps = summarize(bare[clients], seconds)
         print(f"{clients:2d} clients: initsvc p50 {p50:.2f} ms p99 {p99:.2f} ms {rps:.0f} req/s | "
               f"bare p50 {b50:.2f} ms p99 {b99:.2f} ms {brps:.0f} req/s | "
-              f"p50 ratio {p50 / b50:.2f}x, req/s ratio {rps / brps:.2f}x")
+              f"p50 ratio {p50 / b50:.2f}x, p99 ratio {p99 / b99:.2f}x, req/s ratio {rps / brps:.2f}x")
+
+
+def fairness(args) -> None:
+    """Small requests while big ones are made and sent back to back, lane on and off."""
+    n = args.mib * (1 << 20) // 4
+    big = {"shape": [n], "init": {"scheme": "normal"}, "seed": 0, "device": "cpu", "stats": False}
+    small_body = {"shape": [256, 784], "init": {"scheme": "kaiming_uniform"}, "seed": 0, "device": "cpu"}
+    results = {}
+    for label, env in (("small-job lane", {}), ("one FIFO per device", {"INITSVC_SMALL_JOB_BYTES": "0"})):
+        with serve(env=env) as (url, _):
+            curl_post(f"{url}/v1/tensor", {**big, "shape": [1024]})
+            done = threading.Event()
+
+            def bigs() -> None:
+                try:
+                    for _ in range(args.big):
+                        curl_post(f"{url}/v1/tensor", big)
+                finally:
+                    done.set()
+
+            thread = threading.Thread(target=bigs, daemon=True)
+            thread.start()
+            samples = []
+            with httpx.Client(base_url=url, timeout=120) as client:
+                while not done.is_set():
+                    t0 = time.perf_counter()
+                    client.post("/v1/tensor", json=small_body).raise_for_status()
+                    samples.append(time.perf_counter() - t0)
+            thread.join()
+        q = statistics.quantiles(samples, n=100)
+        results[label] = (len(samples), q[49] * 1e3, q[98] * 1e3, max(samples) * 1e3)
+    print(f"256x784 requests (one client) while {args.big} x {args.mib} MiB normal (stats: false) are made and "
+          "sent back to back to another")
+    for label, (count, p50, p99, worst) in results.items():
+        print(f"{label:20s}: {count} small requests, p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {worst:.2f} ms")
 
 
 def health(args) -> None:
@@ -194,14 +257,18 @@ def main() -> None:
     p.add_argument("--mib", type=int, default=1024)
     p.add_argument("--repeats", type=int, default=3)
     p = sub.add_parser("small")
-    p.add_argument("--seconds", type=float, default=10)
+    p.add_argument("--seconds", type=float, default=3)
+    p.add_argument("--rounds", type=int, default=2)
+    p = sub.add_parser("fairness")
+    p.add_argument("--mib", type=int, default=1024)
+    p.add_argument("--big", type=int, default=3)
     p = sub.add_parser("health")
     p.add_argument("--mib", type=int, default=2048)
     p = sub.add_parser("gpu")
     p.add_argument("--mib", type=int, default=1024)
     p.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    {"large": large, "small": small, "health": health, "gpu": gpu}[args.what](args)
+    {"large": large, "small": small, "fairness": fairness, "health": health, "gpu": gpu}[args.what](args)
 
 
 if __name__ == "__main__":

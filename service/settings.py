@@ -50,6 +50,12 @@ class Settings(BaseSettings):
         description="Jobs of at most this many tensor bytes run on each device's own small-job thread, "
         "never queued behind bigger ones; 0: one thread per device.",
     )
+    gil_switch_interval_s: float | None = Field(
+        0.001, gt=0,
+        description="Python's thread switch interval (sys.setswitchinterval) while the server runs: how long "
+        "a thread may hold the GIL while another waits; short keeps small answers quick while big tensors "
+        "are made and sent; unset: Python's default (0.005).",
+    )
     api_keys: Annotated[list[SecretStr], NoDecode, BeforeValidator(_split_commas)] = Field(
         default_factory=list, description="Comma-separated API keys; empty means no auth."
     )

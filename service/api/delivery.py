@@ -208,6 +208,7 @@ class BodyResponse(Response):
         finally:
             self.segments.cancel()
             self.on_close()
+            self.segments.dispose()
 
     @staticmethod
     def _uncancel() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from service.engine.devices import available_devices, canonical, default_device, device_facts
 from service.errors import DeviceUnavailable
 from service.settings import Settings
@@ -13,6 +15,8 @@ from service.workers.worker import DeviceWorker
 class WorkerPool:
     def __init__(self, settings: Settings):
         self.settings = settings
+        if settings.gil_switch_interval_s is not None:
+            sys.setswitchinterval(settings.gil_switch_interval_s)
         self.devices = available_devices()
         self.default = default_device(settings.default_device)
         if self.default not in self.devices:

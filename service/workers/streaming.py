@@ -10,7 +10,10 @@ between pieces and stop, and every view still queued is released at once.
 from __future__ import annotations
 
 import asyncio
+import queue
+import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 
 import torch
@@ -21,8 +24,12 @@ from service.workers.buffers import PinnedBuffers, start_copier
 Release = Callable[[], None] | None
 _END = object()
 # Bytes per write to the transport: large enough that per-write Python work is negligible next to
-# the copy into the socket (a GiB is 128 writes), small enough to notice a disconnect promptly.
-WRITE_BYTES = 8 << 20
+# the copy into the socket (a GiB is 512 writes), small enough that one write holds the GIL (and
+# the loop) for well under a millisecond.
+WRITE_BYTES = 2 << 20
+# Bodies of at least this many bytes are freed on the reaper thread, not on the event loop: giving a
+# GiB back to the OS (munmap) takes 40-120 ms, which would stall every other request.
+REAP_BYTES = 16 << 20
 
 
 class Segments:
@@ -33,6 +40,8 @@ class Segments:
         self._cancelled = threading.Event()
         self.started: asyncio.Future = loop.create_future()
         self.complete = False  # every view and the end are queued: the body is ready to send as is
+        self._owners: list = []  # what the queued views are views of (a tensor's bytes as an array)
+        self._owned_bytes = 0
 
     # -- producer side: any thread -------------------------------------------------------------
     def _call(self, fn, *args) -> None:
@@ -46,6 +55,9 @@ class Segments:
 
     def put(self, view: memoryview, release: Release = None) -> None:
         if len(view) or release is not None:
+            if release is None and view.obj is not None:
+                self._owners.append(view.obj)  # the array whose memory the view is (list.append: thread-safe)
+                self._owned_bytes += len(view)
             self._call(self._enqueue, (view, release))
 
     def close(self, error: BaseException | None = None) -> None:
@@ -99,6 +111,47 @@ class Segments:
             item, extra = self._queue.get_nowait()
             if item is not _END and extra is not None:
                 extra()
+
+    def dispose(self) -> None:
+        """The response is over: big bodies' memory is given back on the reaper thread."""
+        owners, self._owners = self._owners, []
+        if self._owned_bytes >= REAP_BYTES:
+            _reaper().put(owners)
+
+
+class _Reaper:
+    """Drops the last references to finished bodies' arrays off the event loop. An array may still
+    be exported to a view the transport has not written yet; it is dropped once it is not (or
+    after ``patience_s``), so the free itself happens here."""
+
+    def __init__(self, patience_s: float = 30.0):
+        self.patience_s = patience_s
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=self._run, name="initsvc-reaper", daemon=True).start()
+
+    def put(self, owners: list) -> None:
+        self._queue.put(owners)
+
+    def _run(self) -> None:
+        while True:
+            owners = self._queue.get()
+            deadline = time.monotonic() + self.patience_s
+            # References: the list, ``o`` and getrefcount's argument; more means a view still uses it.
+            while any(sys.getrefcount(o) > 3 for o in owners) and time.monotonic() < deadline:
+                time.sleep(0.002)
+            del owners
+
+
+_REAPER: _Reaper | None = None
+_REAPER_LOCK = threading.Lock()
+
+
+def _reaper() -> _Reaper:
+    global _REAPER
+    with _REAPER_LOCK:
+        if _REAPER is None:
+            _REAPER = _Reaper()
+        return _REAPER
 
 
 def _resolve(future: asyncio.Future) -> None:
