@@ -73,7 +73,7 @@ class InvalidRecipe(InitServiceError, ValueError):
     @property
     def problems(self) -> list[dict[str, Any]]:
         if isinstance(self.detail, list):
-            return [p for p in self.detail if isinstance(p, Mapping)]
+            return [dict(p) for p in self.detail if isinstance(p, Mapping)]
         return [{"loc": [], "msg": str(self.detail), "type": "value_error"}]
 
 

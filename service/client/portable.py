@@ -65,5 +65,7 @@ def generate(
         shape, scheme = scheme, shape
     dims = normalize_shape(shape)
     init = recipe(None, scheme, params) if isinstance(scheme, Mapping) else recipe(scheme, None, params)
-    bounds = None if slice is None else [None if b is None else tuple(b) for b in normalize_slice(slice, dims)]
+    bounds = None
+    if slice is not None:
+        bounds = [None if b is None else (b[0], b[1]) for b in normalize_slice(slice, dims)]
     return _generate(init, dims, seed, tid, dtype, bounds)

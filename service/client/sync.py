@@ -10,18 +10,17 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import httpx
 
 from service.client._base import DEFAULT_TIMEOUT, BaseClient, RetryPolicy
 
-C = TypeVar("C", bound=BaseClient)
 P = ParamSpec("P")
 T = TypeVar("T")
 
 
-def blocking(method: Callable[Concatenate[C, P], Coroutine[Any, Any, T]]) -> Callable[Concatenate[C, P], T]:
+def blocking(method: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
     """``method`` (one of ``BaseClient``'s coroutines) as a plain method that returns its result.
 
     ``InitClient``'s I/O blocks instead of awaiting, so the coroutine never suspends: one step
@@ -29,8 +28,8 @@ def blocking(method: Callable[Concatenate[C, P], Coroutine[Any, Any, T]]) -> Cal
     """
 
     @functools.wraps(method)
-    def run(self: C, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        coroutine = method(self, *args, **kwargs)
+    def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        coroutine = method(*args, **kwargs)
         try:
             coroutine.send(None)
         except StopIteration as finished:
@@ -39,6 +38,23 @@ def blocking(method: Callable[Concatenate[C, P], Coroutine[Any, Any, T]]) -> Cal
         raise RuntimeError(f"{method.__qualname__} waited on something other than InitClient's own I/O")
 
     return run
+
+
+# BaseClient's public coroutines as blocking functions, made at module level: in the class body mypy
+# would infer ``blocking``'s result type from the coroutine each one overrides.
+_blocking_tensor = blocking(BaseClient.tensor)
+_blocking_tensors = blocking(BaseClient.tensors)
+_blocking_module = blocking(BaseClient.module)
+_blocking_model = blocking(BaseClient.model)
+_blocking_stats = blocking(BaseClient.stats)
+_blocking_download = blocking(BaseClient.download)
+_blocking_schemes = blocking(BaseClient.schemes)
+_blocking_layers = blocking(BaseClient.layers)
+_blocking_models = blocking(BaseClient.models)
+_blocking_models_answer = blocking(BaseClient._models_answer)
+_blocking_gain = blocking(BaseClient.gain)
+_blocking_fans = blocking(BaseClient.fans)
+_blocking_devices = blocking(BaseClient.devices)
 
 
 class InitClient(BaseClient):
@@ -80,19 +96,21 @@ class InitClient(BaseClient):
     def close(self) -> None:
         self._http.close()
 
-    tensor = blocking(BaseClient.tensor)
-    tensors = blocking(BaseClient.tensors)
-    module = blocking(BaseClient.module)
-    model = blocking(BaseClient.model)
-    stats = blocking(BaseClient.stats)
-    download = blocking(BaseClient.download)
-    schemes = blocking(BaseClient.schemes)
-    layers = blocking(BaseClient.layers)
-    models = blocking(BaseClient.models)
-    _models_answer = blocking(BaseClient._models_answer)
-    gain = blocking(BaseClient.gain)
-    fans = blocking(BaseClient.fans)
-    devices = blocking(BaseClient.devices)
+    # Each replaces a BaseClient coroutine with a blocking method of the same parameters: an override
+    # that is incompatible by design (an InitClient is never used where an async client is expected).
+    tensor = _blocking_tensor  # type: ignore[assignment]
+    tensors = _blocking_tensors  # type: ignore[assignment]
+    module = _blocking_module  # type: ignore[assignment]
+    model = _blocking_model  # type: ignore[assignment]
+    stats = _blocking_stats  # type: ignore[assignment]
+    download = _blocking_download  # type: ignore[assignment]
+    schemes = _blocking_schemes  # type: ignore[assignment]
+    layers = _blocking_layers  # type: ignore[assignment]
+    models = _blocking_models  # type: ignore[assignment]
+    _models_answer = _blocking_models_answer  # type: ignore[assignment]
+    gain = _blocking_gain  # type: ignore[assignment]
+    fans = _blocking_fans  # type: ignore[assignment]
+    devices = _blocking_devices  # type: ignore[assignment]
 
     # ---- I/O --------------------------------------------------------------------------------
 

@@ -108,12 +108,11 @@ class _Work:
     def __init__(self, capacity: int, device: torch.device) -> None:
         self.capacity = capacity
         counters = (capacity >> 2) + 2
-        i64 = dict(dtype=torch.int64, device=device)
-        f64 = dict(dtype=torch.float64, device=device)
-        self.c = [torch.empty(counters, **i64) for _ in range(6)]  # c0..c3, p0, p1
-        self.words = torch.empty(counters, 4, **i64)
+        i64, f64 = torch.int64, torch.float64
+        self.c = [torch.empty(counters, dtype=i64, device=device) for _ in range(6)]  # c0..c3, p0, p1
+        self.words = torch.empty(counters, 4, dtype=i64, device=device)
         self.n, self.q, self.r, self.acc, self.den, self.f, self.g, self.t, self.x = (
-            torch.empty(capacity, **f64) for _ in range(9)
+            torch.empty(capacity, dtype=f64, device=device) for _ in range(9)
         )
         self.ex = torch.empty(capacity, dtype=torch.int32, device=device)
         self.negative, self.central, self.big = (
@@ -187,10 +186,12 @@ class _Stream:
 
     def block_words(self, block: Block, k: int) -> torch.Tensor:
         if block.index is None:
+            assert block.start is not None  # a block is a range or an index, never neither
             return self.words_range(block.start, block.count, k)
         return self.words_at(self._index(block), k)
 
     def _index(self, block: Block) -> torch.Tensor:
+        assert block.index is not None
         return torch.from_numpy(block.index.astype(np.int64)).to(self.device)
 
 
@@ -301,17 +302,21 @@ def _values(plan: PortablePlan, stream: _Stream, block: Block, ws: _Work) -> tor
     """float64 values of one block, in ``ws.x``."""
     x = ws.x[: block.count]
     w = stream.block_words(block, 0)
+    # resolve_recipe sets the fields of the plan's family; the asserts say so to the type checker
     if plan.family == "uniform":
+        assert plan.low is not None and plan.high is not None
         return uniform_from_words(w, x).mul_(plan.high - plan.low).add_(plan.low)
     normal_from_words(w, x, ws)
     if plan.family == "truncated":
         _reject(plan, stream, block, x)
+    assert plan.mean is not None and plan.std is not None
     return x.mul_(plan.std).add_(plan.mean)
 
 
 def _reject(plan: PortablePlan, stream: _Stream, block: Block, x: torch.Tensor) -> None:
     """The numpy core's rejection: attempts k = 1, 2, … per element, several a pass."""
-    alpha, beta = plan.alpha, plan.beta
+    alpha, beta, probability = plan.alpha, plan.beta, plan.probability
+    assert alpha is not None and beta is not None and probability is not None  # the truncated family's
     pending = torch.nonzero((x < alpha) | (x > beta)).flatten()
     if pending.numel() == 0:
         return
@@ -325,7 +330,7 @@ def _reject(plan: PortablePlan, stream: _Stream, block: Block, x: torch.Tensor) 
     while pending.numel():
         if k >= MAX_ATTEMPTS:
             raise RuntimeError(f"{pending.numel()} elements rejected {MAX_ATTEMPTS - 1} times")
-        batch = attempts_per_pass(pending.numel(), plan.probability, MAX_ATTEMPTS - k)
+        batch = attempts_per_pass(pending.numel(), probability, MAX_ATTEMPTS - k)
         w = stream.words_attempts(index_of(pending), k, batch)
         xk = torch.empty(w.numel(), dtype=torch.float64, device=x.device)
         xk = normal_from_words(w.reshape(-1), xk, stream.ws).reshape(w.shape)
@@ -344,6 +349,7 @@ def _zero_sparse(plan: PortablePlan, stream: _Stream, shape, bounds, out: torch.
     rows, cols = shape
     (r0, r1), (c0, c1) = bounds
     nz = plan.num_zeros
+    assert nz is not None  # set for the sparse family
     if nz <= 0:
         return
     if nz >= rows:

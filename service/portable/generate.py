@@ -76,7 +76,7 @@ def generate(
     plan = resolve_recipe(recipe, shape)
     shape = [int(d) for d in shape]
     bounds = normalize_slice(shape, slice)
-    out = np.empty([b - a for a, b in bounds], dtype=DTYPES[dtype])
+    out: np.ndarray = np.empty([b - a for a, b in bounds], dtype=DTYPES[dtype])
     if out.size == 0:
         return out
     if plan.family == "deterministic":
@@ -133,6 +133,7 @@ class Block:
 
     def words(self, seed: int, tid: int, k: int, out: np.ndarray) -> np.ndarray:
         if self.index is None:
+            assert self.start is not None  # a block is a range or an index, never neither
             return words_range(seed, tid, k, self.start, self.count, out=out)
         out[...] = words_at(seed, tid, k, self.index)
         return out
@@ -140,6 +141,7 @@ class Block:
     def flat_index(self, positions: np.ndarray) -> np.ndarray:
         """Flat element indices (uint64) of the block's ``positions``."""
         if self.index is None:
+            assert self.start is not None
             return positions.astype(np.uint64) + np.uint64(self.start)
         return self.index[positions]
 
@@ -173,10 +175,10 @@ def iter_blocks(shape: Sequence[int], bounds: Bounds, chunk: int) -> Iterator[Bl
     for r0 in range(0, n_runs, per):
         rs = np.arange(r0, min(n_runs, r0 + per), dtype=np.int64)
         idx = np.unravel_index(rs, outer)
-        base = np.full(rs.shape, run_start, dtype=np.uint64)
+        bases = np.full(rs.shape, run_start, dtype=np.uint64)
         for i in range(d):
-            base += (idx[i].astype(np.uint64) + np.uint64(bounds[i][0])) * np.uint64(strides[i])
-        index = (base[:, None] + step[None, :]).reshape(-1)
+            bases += (idx[i].astype(np.uint64) + np.uint64(bounds[i][0])) * np.uint64(strides[i])
+        index = (bases[:, None] + step[None, :]).reshape(-1)
         yield Block(pos, index.shape[0], index=index)
         pos += index.shape[0]
 
@@ -192,18 +194,23 @@ def _outer_offset(r: int, outer: list[int], bounds: Bounds, strides: list[int]) 
 def _fill_block(plan: PortablePlan, seed: int, tid: int, block: Block, x, w, ws: Workspace) -> None:
     """float64 values of the block's elements into ``x`` (``w``: word scratch)."""
     block.words(seed, tid, 0, w)
+    # resolve_recipe sets the fields of the plan's family; the asserts say so to the type checker
     if plan.family == "uniform":
+        assert plan.low is not None and plan.high is not None
         uniform_affine(uniform_from_words(w, out=x), plan.low, plan.high, out=x)
         return
     normal_from_words(w, out=x, ws=ws)
     if plan.family == "truncated":
+        assert plan.alpha is not None and plan.beta is not None and plan.probability is not None
         redraw_outside(x, block.flat_index, seed, tid, plan.alpha, plan.beta, plan.probability, ws)
+    assert plan.mean is not None and plan.std is not None
     affine(x, plan.mean, plan.std, out=x)
 
 
 def _zero_sparse(plan: PortablePlan, seed: int, tid: int, shape, bounds: Bounds, out: np.ndarray) -> None:
     rows, cols = shape
     (r0, r1), (c0, c1) = bounds
+    assert plan.num_zeros is not None  # set for the sparse family
     width = max(1, CHUNK // max(rows, 1))
     for ca in range(c0, c1, width):
         cb = min(c1, ca + width)
@@ -214,16 +221,18 @@ def _zero_sparse(plan: PortablePlan, seed: int, tid: int, shape, bounds: Bounds,
 def _fill_deterministic(plan: PortablePlan, shape, bounds: Bounds, dtype: str, out: np.ndarray) -> np.ndarray:
     """constant/ones/zeros, eye, dirac: the value rounded float64 → float32 → dtype, as torch."""
     if plan.fill == "constant":
+        assert plan.value is not None  # set for fill "constant"
         out.fill(_scalar(plan.value, dtype))
         return out
     out.fill(0)
     one = _scalar(1.0, dtype)
     if plan.fill == "eye":
         (r0, r1), (c0, c1) = bounds
-        d = np.arange(max(r0, c0), min(r1, c1))
-        out[d - r0, d - c0] = one
+        diag = np.arange(max(r0, c0), min(r1, c1))
+        out[diag - r0, diag - c0] = one
         return out
     # dirac: ones at (g*out_per_group + d, d, k2//2, ...) for d < min(out_per_group, in)
+    assert plan.groups is not None  # set for fill "dirac"
     per_group = shape[0] // plan.groups
     g, d = np.meshgrid(np.arange(plan.groups), np.arange(min(per_group, shape[1])), indexing="ij")
     coords = [(g * per_group + d).ravel(), d.ravel()] + [
@@ -241,5 +250,5 @@ def _scalar(value: float, dtype: str):
     v = np.array([value], dtype=np.float64)
     if dtype == "bfloat16":
         return bfloat16_bits(v.astype(np.float32))[0]
-    res = np.empty(1, dtype=DTYPES[dtype])
+    res: np.ndarray = np.empty(1, dtype=DTYPES[dtype])
     return to_dtype(v, dtype, res)[0]

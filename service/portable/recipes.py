@@ -44,6 +44,7 @@ import math
 import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import SupportsIndex
 
 from service.engine.fans import compute_fans
 from service.engine.gains import LEAKY_RELU_DEFAULT_SLOPE, NONLINEARITIES, calculate_gain
@@ -154,9 +155,9 @@ def _number(scheme: str, name: str, value: object) -> float:
 
 
 def _choice(scheme: str, name: str, value: object, allowed: Sequence[str]) -> str:
-    if value not in allowed:
+    if not isinstance(value, str) or value not in allowed:
         raise PortableRecipeError(f"{scheme}.{name} must be one of {list(allowed)}; got {value!r}")
-    return value  # type: ignore[return-value]
+    return value
 
 
 def resolve_gain(scheme: str, gain: object) -> float:
@@ -253,8 +254,10 @@ def resolve_recipe(recipe: Mapping[str, object], shape: Sequence[int]) -> Portab
         v = getattr(plan, name)
         if v is not None and not math.isfinite(v):
             raise PortableRecipeError(f"{scheme}: {name} = {v!r} is not finite (float64 overflow)")
-    if plan.family == "uniform" and not math.isfinite(plan.high - plan.low):
-        raise PortableRecipeError(f"{scheme}: b - a overflows float64 for a={plan.low!r}, b={plan.high!r}")
+    if plan.family == "uniform":
+        assert plan.low is not None and plan.high is not None  # set for the uniform family
+        if not math.isfinite(plan.high - plan.low):
+            raise PortableRecipeError(f"{scheme}: b - a overflows float64 for a={plan.low!r}, b={plan.high!r}")
     return plan
 
 
@@ -270,8 +273,8 @@ def _empty_family(scheme: str, p: Mapping[str, object]) -> str:
 
 def _dim(d: object) -> int:
     try:
-        n = operator.index(d)  # int and numpy integers, not floats
-    except TypeError:
+        n = operator.index(d) if isinstance(d, SupportsIndex) else None  # int and numpy integers, not floats
+    except TypeError:  # a numpy array that is not one integer refuses __index__
         n = None
     if isinstance(d, bool) or n is None or n < 0:
         raise PortableRecipeError(f"shape entries must be integers >= 0; got {d!r}")
@@ -281,6 +284,7 @@ def _dim(d: object) -> int:
 def _variance(scheme: str, scale: float, mode: str, shape: Sequence[int]) -> float:
     """``v = scale / n``, ``n = fan_in | fan_out | (fan_in + fan_out)/2`` (timm's order)."""
     fans = compute_fans(shape)
+    denom: float
     if mode == "fan_in":
         denom = fans.fan_in
     elif mode == "fan_out":
