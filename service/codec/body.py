@@ -23,7 +23,7 @@ def tensor_bytes_view(t: torch.Tensor) -> memoryview:
         raise ValueError("tensor_bytes_view needs a contiguous tensor; call .contiguous() first")
     if t.numel() == 0:
         return memoryview(b"")
-    return memoryview(t.reshape(-1).view(torch.uint8).numpy()).cast("B")
+    return t.reshape(-1).view(torch.uint8).numpy().data.cast("B")
 
 
 def chunk_views(view: memoryview, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[memoryview]:

@@ -173,7 +173,7 @@ class TiedHead(nn.Module):
     then ``normal_`` in the init pass) are the last draws of the build and land in a tensor that
     tying discards, so a replay whose generators are restored afterwards makes no such draw."""
 
-    def __init__(self, weight: nn.Parameter):
+    def __init__(self, weight: torch.Tensor):  # a Parameter, which torch annotates as a Tensor
         super().__init__()
         self.weight = weight
 

@@ -80,7 +80,7 @@ class _GPT(nn.Module):
             ln_f=_LayerNorm(n_embd, bias),
         ))
         self.lm_head = nn.Linear(n_embd, c["vocab_size"], bias=False)
-        self.transformer.wte.weight = self.lm_head.weight
+        self.transformer["wte"].weight = self.lm_head.weight
 
 
 def _init_weights(module: nn.Module) -> None:

@@ -227,6 +227,7 @@ def _build(config: Mapping[str, Any]) -> nn.Module:
         _named_apply(_init_timm, model)
     if config["fix_init"]:
         for layer_id, block in enumerate(model.blocks):
+            assert isinstance(block, _Block)
             scale = math.sqrt(2.0 * (layer_id + 1))
             block.attn.proj.weight.div_(scale)
             block.mlp.fc2.weight.div_(scale)
