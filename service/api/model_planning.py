@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
+
+import torch
 
 from service.api.planning import Plan
 from service.engine.checks import check_size
@@ -28,11 +31,12 @@ from service.engine.devices import base_provenance
 from service.engine.rng import DTYPES, draw_seed
 from service.errors import LimitExceeded, RecipeError
 from service.presets import PRESETS, ConfigError, Preset, PresetEntry, accounting
-from service.presets.accounting import Slice
+from service.engine.maker import Output
+from service.presets.accounting import Slice, Unit
 from service.presets.replay import TooManyTensors, meta_entries
 from service.schemas.models import ModelRequest
 from service.settings import Settings
-from service.workers.model_jobs import ModelJob, run_model_job
+from service.workers.model_jobs import AHEAD_BYTES, ModelJob, run_model_job, unit_cost
 from service.workers.pool import WorkerPool
 
 # How many keys a "no such key" message lists.
@@ -129,28 +133,52 @@ def check_limits(
     return answer_bytes, built + cast
 
 
-def plan_generation(
-    preset: Preset, config: Mapping[str, Any], chosen: list[PresetEntry], subset: bool
-) -> tuple[Slice | None, dict[str, Any]]:
-    """How the job makes the chosen keys: their slice alone (``"path": "jumped"``: each draw from a
-    generator jumped to its offset) when ``tensors`` names a subset, the preset passed its
-    self-test and nothing opaque comes before them; else the whole build (``"path": "whole"`` and
-    why). ``regenerated``: unaccountable draws (torch's ``trunc_normal_``) run from their known
-    offset on the way."""
-    if not subset:
-        return None, {"path": "whole", "reason": "the whole state_dict is asked for"}
+@dataclass
+class Generation:
+    """How the job makes the chosen keys (see ``plan_generation``)."""
+
+    slice: Slice | None = None
+    units: tuple[Unit, ...] | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+    build_warnings: list[str] | None = None  # torch's warnings of the build, when recorded
+
+
+def plan_generation(preset: Preset, config: Mapping[str, Any], chosen: list[PresetEntry], subset: bool) -> Generation:
+    """How the job makes the chosen keys, when the preset passed its self-test and nothing opaque
+    comes before them: a subset (``tensors``) as their slice alone, the whole state_dict as units
+    made in parallel, each draw from a generator jumped to its offset (``"path": "jumped"``); else
+    the whole build (``"path": "whole"`` and why). ``regenerated``: unaccountable draws (torch's
+    ``trunc_normal_``) run from their known offset on the way."""
     if not accounting.usable(preset.name):
-        return None, {"path": "whole", "reason": f"{preset.name} failed the accounting self-test (see /v1/devices)"}
+        return Generation(provenance={"path": "whole", "reason": f"{preset.name} failed the accounting self-test (see /v1/devices)"})
     rec = accounting.recording(preset, config)
-    sliced = accounting.plan_slice(rec, [e.key for e in chosen])
+    keys = [e.key for e in chosen]
+    sliced = accounting.plan_slice(rec, keys)
     if sliced.whole:
-        return None, {"path": "whole", "reason": sliced.reason}
+        return Generation(provenance={"path": "whole", "reason": sliced.reason}, build_warnings=list(rec.warnings))
     generation: dict[str, Any] = {"path": "jumped"}
     if sliced.regenerated:
         generation["regenerated"] = [
             {"op": "torch.nn.init.trunc_normal_", "elements": rec.ops[i].target.numel} for i in sliced.regenerated
         ]
-    return sliced, generation
+    if subset:
+        return Generation(slice=sliced, provenance=generation, build_warnings=list(rec.warnings))
+    units = accounting.plan_units(rec, keys)
+    if isinstance(units, str):
+        return Generation(provenance={"path": "whole", "reason": units}, build_warnings=list(rec.warnings))
+    return Generation(units=tuple(units), provenance=generation, build_warnings=list(rec.warnings))
+
+
+def parallel_bytes(gen: Generation, entries: list[PresetEntry], dtype: str, answer_bytes: int, threads: int,
+                   streamed: bool) -> int:
+    """What a parallel job holds at its peak: the answer and a unit's storages per thread; streamed,
+    ``AHEAD_BYTES`` ahead of the socket (or the largest unit alone) and a unit more."""
+    storage_dtypes = {e.key: DTYPES.get(e.dtype) or getattr(torch, e.dtype) for e in entries}
+    costs = [unit_cost(u, storage_dtypes[u.key], dtype) for u in gen.units or ()]
+    largest = max(costs, default=0)
+    if streamed:
+        return min(max(AHEAD_BYTES, largest) + largest, answer_bytes + (threads + 1) * largest)
+    return answer_bytes + (threads + 1) * largest
 
 
 def plan_model(req: ModelRequest, settings: Settings, pool: WorkerPool, config_loc: tuple = ("config",)) -> Plan:
@@ -169,10 +197,15 @@ def plan_model(req: ModelRequest, settings: Settings, pool: WorkerPool, config_l
     config, warnings = resolve_config(preset, req.config, config_loc)
     entries = plan_entries(preset, config, settings, config_loc or ("model",))
     chosen = select(entries, req.tensors)
-    sliced, generation = plan_generation(preset, config, chosen, req.tensors is not None)
+    gen = plan_generation(preset, config, chosen, req.tensors is not None)
     answer_bytes, held_bytes = check_limits(
-        entries, chosen, req.dtype, settings, built=sliced.nbytes if sliced is not None else None
+        entries, chosen, req.dtype, settings, built=gen.slice.nbytes if gen.slice is not None else None
     )
+    # Without stats the header is known now, so the answer streams -- unless torch warns during
+    # the build (then provenance is known only afterwards, as for tensors).
+    streamable = not req.stats and not warnings and gen.build_warnings == []
+    if gen.units is not None:
+        held_bytes = parallel_bytes(gen, entries, req.dtype, answer_bytes, settings.cpu_threads, streamable)
     device = pool.resolve("cpu")  # the references build on the CPU in float32
 
     seed = req.seed if req.seed is not None else draw_seed()
@@ -181,7 +214,8 @@ def plan_model(req: ModelRequest, settings: Settings, pool: WorkerPool, config_l
     return Plan(
         job=ModelJob(
             preset=preset, config=config, seed=seed, dtype=req.dtype, keys=tuple(e.key for e in chosen),
-            histogram_bins=req.histogram_bins, with_stats=req.stats, warnings=tuple(warnings), slice=sliced,
+            histogram_bins=req.histogram_bins, with_stats=req.stats, warnings=tuple(warnings), slice=gen.slice,
+            units=gen.units, threads=settings.cpu_threads,
         ),
         device=device,
         seed=seed,
@@ -190,11 +224,20 @@ def plan_model(req: ModelRequest, settings: Settings, pool: WorkerPool, config_l
             **base_provenance(device),
             "rng": req.rng,
             "reference": {"library": preset.library, "constructor": preset.reference, "versions": preset.versions},
-            "generation": generation,
+            "generation": gen.provenance,
         },
         nbytes=held_bytes,
         filename=preset.name.rsplit("/", 1)[-1],
         seeded=req.seed is not None,
         concrete_device=True,
         run=run_model_job,
+        streamable=streamable,
+        outputs=[
+            Output(e.key, answer_dtype(e, req.dtype), e.shape, e.numel * _itemsize(answer_dtype(e, req.dtype)))
+            for e in chosen
+        ],
     )
+
+
+def _itemsize(dtype: str) -> int:
+    return (DTYPES.get(dtype) or getattr(torch, dtype)).itemsize

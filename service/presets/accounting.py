@@ -41,8 +41,8 @@ from typing import Any
 import torch
 
 from service.engine import mt19937
-from service.engine.draws import PAIR_DRAWS, fill_draws, uses_double_normal
-from service.presets.recording import _DEVICE, Op, Recording, Ref, record
+from service.engine.draws import PAIR_DRAWS, draws_per_element, fill_draws, fill_serial_, uses_double_normal
+from service.presets.recording import _DEVICE, Op, Recording, Ref, _covers, record
 
 
 @dataclass(frozen=True)
@@ -143,41 +143,75 @@ def _law_args(op: Op) -> tuple[float, float]:
     return tuple(rest[i] if i < len(rest) else op.kwargs.get(names[i], defaults[i]) for i in range(2))  # type: ignore[return-value]
 
 
-def generators(rec: Recording, sl: Slice, seed: int) -> dict[int, torch.Generator]:
-    """A generator for each needed draw of ``sl``, each in the state the serial build has there."""
-    wanted = {i for i in sl.needed if rec.ops[i].draws_rng}
-    out: dict[int, torch.Generator] = {}
-    if not wanted:
-        return out
-    pos = _Position(mt19937.seeded_state(seed))
-    last = max(wanted)
-    for op in rec.ops[: last + 1]:
+class StreamWalk:
+    """The serial build's generator state at each wanted draw, found walking forwards once.
+
+    ``state(i)`` walks on as far as op ``i`` (keeping the state of every wanted draw it passes,
+    so later requests for earlier ops are answered from memory) and returns a copy of the state
+    (a ``torch.Generator`` state tensor) the serial build's generator has when op ``i`` starts.
+    One walk serves a whole answer: each jump goes on from the previous wanted draw."""
+
+    def __init__(self, rec: Recording, wanted: Sequence[int], seed: int):
+        self.rec = rec
+        self.wanted = {i for i in wanted if rec.ops[i].draws_rng}
+        self.last = max(self.wanted, default=-1)
+        self._pos = _Position(mt19937.seeded_state(seed))
+        self._next = 0  # the first op not walked yet
+        self._states: dict[int, torch.Tensor] = {}
+        self._lock = threading.Lock()
+
+    def state(self, i: int) -> torch.Tensor:
+        with self._lock:
+            while i not in self._states:
+                if self._next > self.last:
+                    raise KeyError(f"op {i} is not a wanted draw")
+                self._step(self.rec.ops[self._next])
+                self._next += 1
+            return self._states[i]
+
+    def generator(self, i: int) -> torch.Generator:
+        g = torch.Generator()
+        g.set_state(self.state(i))
+        return g
+
+    def _step(self, op: Op) -> None:
         if not op.draws_rng:
-            continue
-        if op.index in wanted:
-            out[op.index] = pos.generator()
+            return
+        pos = self._pos
+        if op.index in self.wanted:
+            self._states[op.index] = pos.generator().get_state()
+        if op.index == self.last:
+            return
         t = op.target
-        if op.index == last:
-            break
         if op.kind == "trunc_normal":  # unaccountable: run it alone; where it stops is the new known state
             g = torch.Generator()
-            g.set_state((out.get(op.index) or pos.generator()).get_state())
+            g.set_state(self._states[op.index] if op.index in self._states else pos.generator().get_state())
             torch.nn.init.trunc_normal_(torch.empty_strided(t.size, t.stride, dtype=t.dtype), *op.args[1:], generator=g)
-            pos = _Position(mt19937.decode_state(g.get_state()))
-            continue
+            self._pos = _Position(mt19937.decode_state(g.get_state()))
+            return
         draws, cached_after = fill_draws(op.law, t.dtype, t.numel, t.contiguous(), pos.cached())
         if op.law == "normal" and uses_double_normal(t.numel, t.contiguous()):
             pos.cache = ("pair", pos.draws + draws - PAIR_DRAWS) if cached_after else None
         pos.draws += draws
-    return out
+
+
+def generators(rec: Recording, sl: Slice, seed: int) -> dict[int, torch.Generator]:
+    """A generator for each needed draw of ``sl``, each in the state the serial build has there."""
+    walk = StreamWalk(rec, sl.needed, seed)
+    return {i: walk.generator(i) for i in sorted(walk.wanted)}
 
 
 # --- replay -------------------------------------------------------------------------------------
 
 
-def make(rec: Recording, sl: Slice, seed: int) -> dict[str, torch.Tensor]:
-    """The keys of ``sl``, each equal to ``replay(...)[key]``, making only their slice."""
-    gens = generators(rec, sl, seed)
+def make(rec: Recording, sl: Slice, seed: int, walk: StreamWalk | None = None) -> dict[str, torch.Tensor]:
+    """The keys of ``sl``, each equal to ``replay(...)[key]``, making only their slice. ``walk``:
+    a shared walk of the same seed whose wanted draws include this slice's (each draw then gets
+    its own copy of the state there)."""
+    if walk is None:
+        gens = generators(rec, sl, seed)
+    else:
+        gens = {i: walk.generator(i) for i in sl.needed if rec.ops[i].draws_rng}
     real: dict[int, torch.Tensor] = {}
 
     def view(r: Ref) -> torch.Tensor:
@@ -214,6 +248,84 @@ def make(rec: Recording, sl: Slice, seed: int) -> dict[str, torch.Tensor]:
                 for pos, r in op.outputs:
                     real[r.sid] = flat[pos]
     return {k: view(rec.keys[k]) for k in sl.keys}
+
+
+# --- whole answers in units ---------------------------------------------------------------------
+
+# A key whose slice is one plain draw over its whole storage (``normal_``/``uniform_``, contiguous,
+# the normal_fill path) and that has more than two pieces' worth of elements is made in pieces of
+# this many elements, each from its own generator: a multiple of 16 (whole ``normal_`` blocks) and
+# of 624·2^14, so piece k starts popcount(k) table passes away from the draw's start.
+PIECE_ELEMENTS = 624 * (1 << 14)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One piece of work of a whole answer: elements [start, stop) of ``key``. ``op`` is the one
+    draw a piece is cut from (None: the key is made whole by its ``slice``). ``generated``: the
+    bytes its storages take while it is made (in the build's dtype)."""
+
+    key: str
+    slice: Slice
+    start: int
+    stop: int
+    op: int | None
+    generated: int
+
+    @property
+    def numel(self) -> int:
+        return self.stop - self.start
+
+
+def _one_plain_draw(rec: Recording, key: str, sl: Slice) -> Op | None:
+    if len(sl.needed) != 1:
+        return None
+    op = rec.ops[sl.needed[0]]
+    ref, target = rec.keys[key], op.target
+    if op.kind != "aten" or op.law is None or target is None or target.sid != ref.sid:
+        return None
+    storage = rec.storages[ref.sid]
+    if not (_covers(ref, storage) and _covers(target, storage)):
+        return None
+    if op.law == "normal" and uses_double_normal(target.numel, True):
+        return None
+    return op
+
+
+def plan_units(rec: Recording, keys: Sequence[str], piece_elements: int = PIECE_ELEMENTS) -> list[Unit] | str:
+    """``keys`` as units of work, in order (a key's pieces in element order), each made alone;
+    or why some key needs the whole build."""
+    units: list[Unit] = []
+    for key in keys:
+        sl = plan_slice(rec, [key])
+        if sl.whole:
+            return f"{key}: {sl.reason}"
+        ref = rec.keys[key]
+        op = _one_plain_draw(rec, key, sl)
+        if op is None or ref.numel <= 2 * piece_elements:
+            units.append(Unit(key, sl, 0, ref.numel, None, sl.nbytes))
+            continue
+        cuts = list(range(0, ref.numel, piece_elements))
+        if ref.numel - cuts[-1] < 16:  # the last piece keeps torch's tail rule: at least 16 elements
+            cuts.pop()
+        for start, stop in zip(cuts, [*cuts[1:], ref.numel]):
+            units.append(Unit(key, sl, start, stop, op.index, (stop - start) * ref.dtype.itemsize))
+    return units
+
+
+def make_piece(rec: Recording, unit: Unit, walk: StreamWalk, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Elements [start, stop) of a piece unit's key, flat, equal to the serial build's: its draw's
+    state at the op, jumped on by the draws of the elements before the piece (``engine/draws.py``:
+    element i of a uniform_, or of a whole normal_ block, starts at draw d·i)."""
+    op = rec.ops[unit.op]  # type: ignore[index]
+    target = op.target
+    state = mt19937.decode_state(walk.state(op.index))
+    g = mt19937.load_state(mt19937.advance_state(state, draws_per_element(target.dtype) * unit.start))
+    buf = out if out is not None and out.dtype == target.dtype else torch.empty(unit.numel, dtype=target.dtype)
+    a, b = _law_args(op)
+    with torch.no_grad():
+        fill_serial_(buf, op.law, a, b, g)  # type: ignore[arg-type]
+    return buf
 
 
 # --- self-test ----------------------------------------------------------------------------------

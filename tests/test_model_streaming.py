@@ -1,0 +1,166 @@
+"""Whole preset state_dicts made in parallel (each key, and each piece of a big key, from its own
+jumped generator) and streamed without stats: the same bytes as the serial build, in bounded memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+
+import httpx
+import pytest
+import safetensors.torch
+import torch
+
+from service.api.model_planning import plan_entries, plan_generation
+from service.presets import PRESETS, accounting
+from service.presets.replay import replay
+from service.settings import Settings
+from service.workers.model_jobs import ModelJob, run_model_job
+from tests.conftest import live_server
+
+SEED = 2**32 + 3
+
+
+def _bytes(t: torch.Tensor) -> bytes:
+    return t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+
+
+def _header(body: bytes) -> tuple[dict, int]:
+    (n,) = struct.unpack("<Q", body[:8])
+    return json.loads(body[8 : 8 + n]), 8 + n
+
+
+def _cast(t: torch.Tensor, dtype: str) -> torch.Tensor:
+    return t.to(getattr(torch, dtype)) if t.is_floating_point() else t
+
+
+# Small configs of every preset (odd widths, padding rows, tied and untied heads, trunc_normal_).
+CASES = [(name, raw) for name, configs in accounting.SELF_TEST_CONFIGS.items() for raw in configs]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_parallel_whole_build_equals_the_serial_build(case, dtype):
+    """Units on three threads, big keys cut into pieces of 624*16 elements (many pieces, each from
+    its own jumped generator): every key equals the serial build's, cast."""
+    name, raw = CASES[case]
+    preset = PRESETS[name]
+    config, _ = preset.resolve(raw)
+    rec = accounting.recording(preset, config)
+    keys = list(rec.keys)
+    units = accounting.plan_units(rec, keys, piece_elements=624 * 16)
+    assert not isinstance(units, str), units
+    job = ModelJob(preset, config, SEED, dtype, tuple(keys), with_stats=False, units=tuple(units), threads=3)
+    made = run_model_job(job)
+    whole, _ = replay(preset, config, SEED)
+    assert [m.spec.name for m in made] == list(whole)
+    for m in made:
+        want = _cast(whole[m.spec.name], dtype)
+        assert m.tensor.dtype == want.dtype and m.tensor.shape == want.shape
+        assert _bytes(m.tensor) == _bytes(want), m.spec.name
+
+
+def test_a_big_key_is_made_in_pieces():
+    preset = PRESETS["transformers/LlamaForCausalLM"]
+    config, _ = preset.resolve({"num_hidden_layers": 1, "hidden_size": 64, "intermediate_size": 96,
+                                "num_attention_heads": 2, "vocab_size": 1000})
+    rec = accounting.recording(preset, config)
+    units = accounting.plan_units(rec, list(rec.keys), piece_elements=624 * 16)
+    embed = [u for u in units if u.key == "model.embed_tokens.weight"]
+    assert len(embed) == 7 and all(u.op is not None for u in embed)
+    assert [u.start for u in embed] == [624 * 16 * i for i in range(7)] and embed[-1].stop == 64000
+
+
+def test_whole_answers_are_planned_parallel():
+    preset = PRESETS["transformers/GPT2LMHeadModel"]
+    config, _ = preset.resolve({"n_layer": 1, "n_embd": 16, "n_head": 2, "vocab_size": 50, "n_positions": 8})
+    entries = plan_entries(preset, config, Settings(), ("config",))
+    gen = plan_generation(preset, config, entries, subset=False)
+    assert gen.units is not None and gen.provenance == {"path": "jumped"}
+    assert {u.key for u in gen.units} == {e.key for e in entries}
+
+
+STREAMED = [
+    ("transformers/GPT2LMHeadModel", {"n_layer": 2, "n_embd": 32, "n_head": 2, "vocab_size": 300, "n_positions": 16}),
+    ("transformers/LlamaForCausalLM", {"num_hidden_layers": 2, "hidden_size": 32, "intermediate_size": 40,
+                                       "num_attention_heads": 2, "vocab_size": 200, "pad_token_id": 1}),
+    ("transformers/ViTModel", {"num_hidden_layers": 1, "hidden_size": 16, "num_attention_heads": 2,
+                               "intermediate_size": 24, "image_size": 16, "patch_size": 4}),
+    ("torchvision/resnet18", {"num_classes": 10}),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("name,config", STREAMED)
+def test_streamed_whole_state_dict_equals_the_non_streamed_one(http, name, config, dtype):
+    body = {"model": name, "config": config, "seed": SEED, "dtype": dtype}
+    full = http.post("/v1/model", json=body)
+    streamed = http.post("/v1/model", json={**body, "stats": False})
+    assert full.status_code == 200 and streamed.status_code == 200, (full.text, streamed.text)
+    (h_full, o_full), (h_st, o_st) = _header(full.content), _header(streamed.content)
+    meta_full, meta_st = h_full.pop("__metadata__"), h_st.pop("__metadata__")
+    assert h_full == h_st  # keys, dtypes, shapes, offsets
+    assert full.content[o_full:] == streamed.content[o_st:]
+    assert "stats" in meta_full and "stats" not in meta_st
+    assert json.loads(meta_full["provenance"]) == json.loads(meta_st["provenance"])
+    assert int(streamed.headers["content-length"]) == len(streamed.content)
+    # and the serial build's bytes
+    whole, _ = replay(PRESETS[name], PRESETS[name].resolve(config)[0], SEED)
+    got = safetensors.torch.load(streamed.content)
+    assert set(got) == set(whole)
+    for key, t in whole.items():
+        assert _bytes(got[key]) == _bytes(_cast(t, dtype)), key
+    head = http.head("/v1/model/" + name, params={**{k: str(v) for k, v in config.items()}, "seed": SEED,
+                                                   "dtype": dtype, "stats": "false"})
+    assert int(head.headers["content-length"]) == len(streamed.content)
+
+
+def _hwm_kib() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
+
+
+def test_a_streamed_big_model_keeps_memory_bounded():
+    """~570 MB of float32 streamed: the process's peak RSS grows by well under the model's bytes
+    (the server runs in this process, in a thread; the body is hashed as it arrives). A small
+    request first takes the one-time costs (the accounting self-test builds small models)."""
+    name = "transformers/LlamaForCausalLM"
+    raw = {"num_hidden_layers": 6, "hidden_size": 1024, "intermediate_size": 2816, "num_attention_heads": 8,
+           "vocab_size": 32000}
+    preset = PRESETS[name]
+    config, _ = preset.resolve(raw)
+    whole, _ = replay(preset, config, SEED)
+    want = hashlib.sha256()
+    model_bytes = 0
+    for key in whole:  # the body holds the tensors in state_dict order
+        want.update(_bytes(whole[key]))
+        model_bytes += whole[key].numel() * 4
+    del whole
+    assert model_bytes > 500e6
+    with live_server() as server, httpx.Client(base_url=server.url, timeout=300) as client:
+        small = {**raw, "num_hidden_layers": 1, "hidden_size": 64, "intermediate_size": 96, "vocab_size": 100}
+        assert client.post("/v1/model", json={"model": name, "config": small, "stats": False}).status_code == 200
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # reset VmHWM to the current RSS
+        except OSError:
+            pytest.skip("cannot reset the peak RSS (/proc/self/clear_refs)")
+        before = _hwm_kib()
+        got, header, n = hashlib.sha256(), b"", 0
+        with client.stream("POST", "/v1/model", json={"model": name, "config": raw, "seed": SEED, "stats": False}) as r:
+            assert r.status_code == 200
+            for chunk in r.iter_raw():
+                n += len(chunk)
+                if header is not None:
+                    header += chunk
+                    if len(header) >= 8 and len(header) >= 8 + struct.unpack("<Q", header[:8])[0]:
+                        _, offset = _header(header)
+                        got.update(header[offset:])
+                        header = None
+                else:
+                    got.update(chunk)
+        growth = (_hwm_kib() - before) * 1024
+    assert got.hexdigest() == want.hexdigest()
+    assert growth < model_bytes / 2, (growth, model_bytes)
