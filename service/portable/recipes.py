@@ -2,7 +2,7 @@
 
 Torch-free and numpy-free: the bounds and stds are torch's formulas, in torch's order of
 operations, evaluated with Python floats (IEEE binary64, correctly rounded ``+ − × ÷`` and
-``math.sqrt``). Fans are ``service.engine.fans`` (torch's ``_calculate_fan_in_and_fan_out``).
+``math.sqrt``). Fans are ``service.formulas``' (torch's ``_calculate_fan_in_and_fan_out``).
 
 =============================== ============ ===============================================
 scheme                          family       parameters
@@ -46,8 +46,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import SupportsIndex
 
-from service.engine.fans import compute_fans
-from service.engine.gains import LEAKY_RELU_DEFAULT_SLOPE, NONLINEARITIES, calculate_gain
+from service.formulas import LEAKY_RELU_DEFAULT_SLOPE, NONLINEARITIES, calculate_gain, compute_fans
 
 FAMILIES = ("uniform", "normal", "truncated", "sparse", "deterministic")
 

@@ -1,1 +1,0 @@
-../../../../../service/engine/__init__.py

@@ -1,0 +1,1 @@
+../../../../service/formulas.py
