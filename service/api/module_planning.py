@@ -8,7 +8,12 @@ In order, each step cheap enough to come before the next:
    would overflow torch's int64 shape arithmetic is a 413 before torch sees it;
 4. the whole stack built on ``meta`` (no memory, no draws): every state_dict key, shape and dtype,
    checked against ``INITSVC_MAX_TENSORS``, ``INITSVC_MAX_ELEMENTS`` and ``INITSVC_MAX_REQUEST_BYTES``;
-5. every override: its parameter exists, and its recipe fits that parameter's shape and dtype.
+5. every override: its parameter exists, and its recipe fits that parameter's shape and dtype;
+6. ``tensors``: each key exists; on the CPU, without overrides, when every layer type passed its
+   accounting self-test (``presets/accounting.py``, ``layer_self_test``) and nothing opaque comes
+   before them, only their slice of the build is made, each draw from a generator jumped to its
+   offset (``provenance.generation.path`` ``"jumped"``); else the whole stack is built and the keys
+   kept (``"whole"`` and why). Admission counts what the job allocates.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from service.engine.devices import base_provenance
 from service.engine.layers import LayerCall, StateEntry, meta_entries, name_problem
 from service.engine.rng import DTYPES, draw_seed
 from service.errors import LimitExceeded, Problem, RecipeError
+from service.presets import accounting
+from service.presets.accounting import Slice
 from service.schemas.layers_conv import LayerModel
 from service.schemas.modules import ModuleRequest
 from service.schemas.recipes import recipe_params
@@ -129,6 +136,45 @@ def overrides_provenance(calls: list[OverrideCall], dtype: str, settings: Settin
     return extra
 
 
+def select_keys(entries: list[StateEntry], tensors: list[str] | None) -> list[StateEntry]:
+    """The entries asked for, in the order asked (all, in state_dict order, without ``tensors``)."""
+    if tensors is None:
+        return entries
+    by_key = {e.key: e for e in entries}
+    seen: set[str] = set()
+    chosen = []
+    for i, key in enumerate(tensors):
+        if key not in by_key:
+            keys = [e.key for e in entries]
+            close = difflib.get_close_matches(key, keys, n=3)
+            hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+            shown = ", ".join(keys[:LISTED_NAMES]) + (f", and {len(keys) - LISTED_NAMES} more" if len(keys) > LISTED_NAMES else "")
+            raise RecipeError.at(("tensors", i), f"the module has no state_dict key {key!r}; {hint}keys: {shown or 'none'}")
+        if key in seen:
+            raise RecipeError.at(("tensors", i), f"{key!r} is listed more than once")
+        seen.add(key)
+        chosen.append(by_key[key])
+    return chosen
+
+
+def plan_subset(
+    req: ModuleRequest, calls: list[LayerCall], chosen: list[StateEntry], device: str
+) -> tuple[Slice | None, dict[str, Any]]:
+    """How the job makes ``tensors``: their slice alone (``"jumped"``) or the whole stack and why."""
+    if device != "cpu":
+        return None, {"path": "whole", "reason": f"keys are made alone on the CPU only; the device is {device}"}
+    if req.overrides:
+        return None, {"path": "whole", "reason": "overrides draw after construction: the whole stack is built"}
+    if not accounting.layer_usable([c.type for c in calls]):
+        failed = sorted({c.type for c in calls} - set(accounting.capability()["layer_types"]["jumped"]))
+        return None, {"path": "whole", "reason": f"{', '.join(failed)} failed the accounting self-test (see /v1/devices)"}
+    rec = accounting.stack_recording(calls, req.dtype)
+    sliced = accounting.plan_slice(rec, [e.key for e in chosen])
+    if sliced.whole:
+        return None, {"path": "whole", "reason": sliced.reason}
+    return sliced, {"path": "jumped"}
+
+
 def plan_module(req: ModuleRequest, settings: Settings, pool: WorkerPool) -> Plan:
     if req.rng != "torch":
         raise RecipeError.at(
@@ -143,8 +189,15 @@ def plan_module(req: ModuleRequest, settings: Settings, pool: WorkerPool) -> Pla
     device = pool.resolve(req.device)
     calls = layer_calls(req.named_layers(), req.layer_loc, settings)
     entries = stack_entries(calls, req.dtype, req.layer_loc)
-    nbytes = check_entries(entries, settings)
+    chosen = select_keys(entries, req.tensors)
+    nbytes = check_entries(entries if req.tensors is None else chosen, settings)
     overrides = override_calls(req, entries)
+    extra: dict[str, Any] = {}
+    sliced = None
+    held = nbytes
+    if req.tensors is not None:
+        sliced, extra["generation"] = plan_subset(req, calls, chosen, device)
+        held = sliced.nbytes if sliced is not None else sum(e.nbytes for e in entries)
 
     seed = req.seed if req.seed is not None else draw_seed()
     normalized = req.model_dump(mode="json")
@@ -155,12 +208,15 @@ def plan_module(req: ModuleRequest, settings: Settings, pool: WorkerPool) -> Pla
         job=ModuleJob(
             layers=calls, overrides=overrides, seed=seed, device=device, dtype=req.dtype,
             histogram_bins=req.histogram_bins, with_stats=req.stats, qr_threads=settings.qr_threads,
+            keys=None if req.tensors is None else tuple(e.key for e in chosen), slice=sliced,
         ),
         device=device,
         seed=seed,
         request=normalized,
-        provenance={**base_provenance(device), "rng": req.rng, **overrides_provenance(overrides, req.dtype, settings)},
-        nbytes=nbytes,
+        provenance={
+            **base_provenance(device), "rng": req.rng, **overrides_provenance(overrides, req.dtype, settings), **extra
+        },
+        nbytes=held,
         filename="module",
         seeded=req.seed is not None,
         concrete_device=req.device != "auto",

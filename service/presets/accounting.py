@@ -397,7 +397,8 @@ def _check_preset(preset, configs) -> bool:
 
 def self_test() -> dict[str, bool]:
     """``{preset name: passed}``: every key of small configs made alone equals the serial build,
-    byte for byte. A preset that fails is served by the whole build. Cached."""
+    byte for byte. A preset that fails is served by the whole build. Cached. Runs the layer
+    types' self-test (:func:`layer_self_test`) too, so start-up gates both."""
     from service.presets import PRESETS
 
     with _self_test_lock:
@@ -408,23 +409,149 @@ def self_test() -> dict[str, bool]:
                 except Exception:  # noqa: BLE001 - any failure of the fast path disables it
                     ok = False
                 _self_test_cache[name] = ok and name in SELF_TEST_CONFIGS
-        return dict(_self_test_cache)
+        passed = dict(_self_test_cache)
+    layer_self_test()
+    return passed
 
 
 def clear_self_test() -> None:
     with _self_test_lock:
         _self_test_cache.clear()
+        _layer_self_test_cache.clear()
 
 
 def capability() -> dict[str, Any]:
-    """For ``/v1/devices``: the presets whose keys are made alone, and those made whole."""
+    """For ``/v1/devices``: the presets whose keys are made alone, and those made whole; the same
+    for ``/v1/module``'s layer types."""
     passed = self_test()
+    layers = layer_self_test()
     return {
         "jumped": sorted(k for k, ok in passed.items() if ok),
         "whole_only": sorted(k for k, ok in passed.items() if not ok),
+        "layer_types": {
+            "jumped": sorted(k for k, ok in layers.items() if ok),
+            "whole_only": sorted(k for k, ok in layers.items() if not ok),
+        },
     }
 
 
 def usable(preset_name: str) -> bool:
     return self_test().get(preset_name, False)
 
+
+# --- layer stacks (/v1/module) ----------------------------------------------------------------------
+
+# The recorder is generic over any ``nn.Module`` build: a stack of ``/v1/module`` layers is recorded
+# the same way, built on ``meta`` with the request's dtype. One small call of every layer type with
+# tensors, each built after a Linear (so its draws start at a non-zero offset), with odd sizes
+# (normal_ under 16 elements, padding rows, biases of k/v, projections).
+LAYER_SELF_TEST_CALLS: dict[str, dict[str, Any]] = {
+    "Linear": {"in_features": 5, "out_features": 7},
+    "Bilinear": {"in1_features": 3, "in2_features": 4, "out_features": 5},
+    "Conv1d": {"in_channels": 2, "out_channels": 3, "kernel_size": 3},
+    "Conv2d": {"in_channels": 2, "out_channels": 3, "kernel_size": 3, "groups": 1},
+    "Conv3d": {"in_channels": 2, "out_channels": 2, "kernel_size": 2},
+    "ConvTranspose1d": {"in_channels": 2, "out_channels": 3, "kernel_size": 3},
+    "ConvTranspose2d": {"in_channels": 2, "out_channels": 3, "kernel_size": 3},
+    "ConvTranspose3d": {"in_channels": 2, "out_channels": 2, "kernel_size": 2},
+    "Embedding": {"num_embeddings": 11, "embedding_dim": 3, "padding_idx": 2},
+    "EmbeddingBag": {"num_embeddings": 11, "embedding_dim": 6, "padding_idx": 1},
+    "RNN": {"input_size": 4, "hidden_size": 5, "num_layers": 2, "bidirectional": True},
+    "LSTM": {"input_size": 4, "hidden_size": 5, "num_layers": 2, "proj_size": 3},
+    "GRU": {"input_size": 4, "hidden_size": 5, "num_layers": 1, "bias": False},
+    "RNNCell": {"input_size": 4, "hidden_size": 5},
+    "LSTMCell": {"input_size": 4, "hidden_size": 5},
+    "GRUCell": {"input_size": 4, "hidden_size": 5},
+    "LayerNorm": {"normalized_shape": [6]},
+    "RMSNorm": {"normalized_shape": [6]},
+    "GroupNorm": {"num_groups": 2, "num_channels": 4},
+    "BatchNorm1d": {"num_features": 4},
+    "BatchNorm2d": {"num_features": 4},
+    "BatchNorm3d": {"num_features": 4},
+    "InstanceNorm1d": {"num_features": 4, "affine": True, "track_running_stats": True},
+    "InstanceNorm2d": {"num_features": 4, "affine": True, "track_running_stats": True},
+    "InstanceNorm3d": {"num_features": 4, "affine": True, "track_running_stats": True},
+    "MultiheadAttention": {"embed_dim": 8, "num_heads": 2, "add_bias_kv": True, "kdim": 5, "vdim": 6},
+    "TransformerEncoderLayer": {"d_model": 8, "nhead": 2, "dim_feedforward": 12},
+    "TransformerDecoderLayer": {"d_model": 8, "nhead": 2, "dim_feedforward": 12},
+    "PReLU": {"num_parameters": 3},
+}
+LAYER_SELF_TEST_DTYPES = ("float32", "bfloat16")
+
+_layer_self_test_cache: dict[str, bool] = {}
+
+
+@functools.lru_cache(maxsize=32)
+def _stack_recording(calls_json: str, dtype: str) -> Recording:
+    from service.engine.layers import LayerCall, build_sequential
+    from service.engine.rng import DTYPES
+
+    calls = [LayerCall(name, type_, kwargs) for name, type_, kwargs in json.loads(calls_json)]
+    return record(lambda _: build_sequential(calls, "meta", DTYPES[dtype])[0], None)
+
+
+def stack_recording(calls: Sequence[Any], dtype: str) -> Recording:
+    """The recorded build of a ``/v1/module`` stack (``LayerCall``s) in ``dtype`` (cached)."""
+    return _stack_recording(json.dumps([[c.name, c.type, dict(c.kwargs)] for c in calls], sort_keys=True), dtype)
+
+
+def stack_build(calls: Sequence[Any], dtype: str, seed: int) -> dict[str, torch.Tensor]:
+    """The serial build of a stack on the CPU, as ``/v1/module`` makes it without overrides."""
+    from service.engine.global_rng import seeded_global_rng
+    from service.engine.layers import build_sequential
+    from service.engine.maker import captured_warnings
+    from service.engine.rng import DTYPES
+
+    with seeded_global_rng(seed, torch.device("cpu")), captured_warnings(), torch.no_grad():
+        module, _ = build_sequential(calls, "cpu", DTYPES[dtype])
+    return module.state_dict()
+
+
+def _check_layer(type_: str, kwargs: Mapping[str, Any]) -> bool:
+    from service.engine.layers import LayerCall
+
+    calls = [LayerCall("first", "Linear", {"in_features": 3, "out_features": 5}), LayerCall("layer", type_, kwargs)]
+    for dtype in LAYER_SELF_TEST_DTYPES:
+        whole = stack_build(calls, dtype, SELF_TEST_SEED)
+        rec = stack_recording(calls, dtype)
+        keys = list(rec.keys)
+        if keys != list(whole):
+            return False
+        for chosen in [keys, *([k] for k in keys)]:
+            sl = plan_slice(rec, chosen)
+            if sl.whole:
+                return False
+            made = make(rec, sl, SELF_TEST_SEED)
+            if not all(_same(made[k], whole[k]) for k in chosen):
+                return False
+    return True
+
+
+def layer_self_test() -> dict[str, bool]:
+    """``{layer type: passed}``: every key of a small stack with the type made alone equals the
+    serial build, byte for byte, in float32 and bfloat16. A type that fails (or has no test call)
+    is served by the whole build. Cached."""
+    from service.engine.layers import LAYER_CLASSES, PARAMETER_FREE
+
+    with _self_test_lock:
+        if not _layer_self_test_cache:
+            for type_ in LAYER_CLASSES:
+                if type_ in PARAMETER_FREE:
+                    continue  # no tensors: nothing to make
+                try:
+                    ok = type_ in LAYER_SELF_TEST_CALLS and _check_layer(type_, LAYER_SELF_TEST_CALLS[type_])
+                except Exception:  # noqa: BLE001 - any failure of the fast path disables it
+                    ok = False
+                _layer_self_test_cache[type_] = ok
+        return dict(_layer_self_test_cache)
+
+
+def layer_usable(types: Sequence[str]) -> bool:
+    passed = layer_self_test()
+    return all(passed.get(t, _parameter_free(t)) for t in types)
+
+
+def _parameter_free(type_: str) -> bool:
+    from service.engine.layers import PARAMETER_FREE
+
+    return type_ in PARAMETER_FREE

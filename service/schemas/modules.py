@@ -71,6 +71,12 @@ class ModuleRequest(StrictModel):
     overrides: list[Override] = Field(
         default_factory=list, description="Init recipes applied in order to named parameters after construction."
     )
+    tensors: list[Annotated[str, Field(min_length=1, max_length=512)]] | None = Field(
+        None, min_length=1, max_length=100_000,
+        description="Only these state_dict keys, in this order (each with the same bytes as in the whole answer); "
+        "null: all. On the CPU without overrides, only their part of the build is made.",
+        examples=[["1.weight"]],
+    )
     dtype: DType = Field("float32", description="Floating dtype the layers are built in (factory kwarg dtype=).")
     device: Device = "auto"
     seed: Seed | None = None

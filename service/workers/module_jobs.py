@@ -9,6 +9,11 @@ it is and copies device memory out through its pinned buffers.
 Torch's warnings (an LSTM's dropout with one layer, a ``trunc_normal`` override far outside its
 window) are attached to the first tensor of the layer that raised them, or to the overridden
 parameter, so they reach ``provenance.warnings`` prefixed with that tensor's key.
+
+With ``keys`` only those entries are answered, in that order. With ``slice`` too (planning found
+them accountable: the CPU, no overrides) only their part of the build is made, each draw from a
+generator jumped to its offset (``presets/accounting.py``), bytes identical to the whole build;
+the stack is also built on ``meta`` for the keys' layers, defaults and warnings.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from service.engine.layers import LayerCall, build_sequential, default_distribut
 from service.engine.maker import MadeTensor, TensorSpec, fill
 from service.engine.rng import DTYPES, compute_dtype
 from service.engine.stats import expected_fields, observe
+from service.presets.accounting import Slice, make, stack_recording
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,8 @@ class ModuleJob:
     histogram_bins: int = 0
     with_stats: bool = True
     qr_threads: int = 1
+    keys: tuple[str, ...] | None = None  # only these entries, in this order (None: all)
+    slice: Slice | None = None  # make only the keys' slice of the build (CPU, no overrides)
 
 
 def _apply_overrides(module: torch.nn.Module, job: ModuleJob, streams: Any) -> dict[str, list[str]]:
@@ -60,18 +68,28 @@ def _apply_overrides(module: torch.nn.Module, job: ModuleJob, streams: Any) -> d
 
 def run_module_job(job: ModuleJob) -> list[MadeTensor]:
     device = torch.device(job.device)
-    with seeded_global_rng(job.seed, device) as streams:
-        module, layer_warnings = build_sequential(job.layers, device, DTYPES[job.dtype])
-        override_warnings = _apply_overrides(module, job, streams)
+    state: Mapping[str, torch.Tensor]
+    if job.slice is not None:
+        module, layer_warnings = build_sequential(job.layers, "meta", DTYPES[job.dtype])
+        override_warnings: dict[str, list[str]] = {}
+        state = make(stack_recording(job.layers, job.dtype), job.slice, job.seed)
+    else:
+        with seeded_global_rng(job.seed, device) as streams:
+            module, layer_warnings = build_sequential(job.layers, device, DTYPES[job.dtype])
+            override_warnings = _apply_overrides(module, job, streams)
+        state = module.state_dict()
     entries = state_entries(module)
-    state = module.state_dict()
     defaults = default_distributions(module)
     overridden = {o.param: o for o in job.overrides}  # the last override of a key decides its stats
 
+    if job.keys is not None:  # the keys asked for, in that order; warnings go to the keys answered
+        by_key = {e.key: e for e in entries}
+        entries = [by_key[k] for k in job.keys]
+        override_warnings = {k: v for k, v in override_warnings.items() if k in job.keys}
     first_of_layer: dict[str, str] = {}
     for entry in entries:
         first_of_layer.setdefault(entry.layer, entry.key)
-    fallback = entries[0].key if entries else None
+    fallback = entries[0].key if entries and job.keys is None else None
     warnings: dict[str, list[str]] = {key: list(found) for key, found in override_warnings.items()}
     for layer, messages in layer_warnings.items():
         key = first_of_layer.get(layer, fallback)
