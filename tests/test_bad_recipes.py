@@ -107,7 +107,7 @@ def test_seed_out_of_range_or_wrong_type_is_422(http, seed, says):
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999"])
 @pytest.mark.parametrize("field", ["mean", "std"])
 def test_non_finite_numbers_are_422(http, literal, field):
-    body = '{"shape": [3], "device": "cpu", "init": {"scheme": "normal", "%s": %s}}' % (field, literal)
+    body = f'{{"shape": [3], "device": "cpu", "init": {{"scheme": "normal", "{field}": {literal}}}}}'
     detail = _detail(http.post("/v1/tensor", content=body, headers={"content-type": "application/json"}))
     assert detail[0]["loc"][-1] == field and "finite" in detail[0]["msg"]
 

@@ -210,7 +210,7 @@ def test_trunc_normal_bands_use_the_truncated_std_and_every_label_is_drawn(page:
     texts = sorted(label[0] for label in labels)
     assert texts == sorted(f"{sign}{k}\u03c3" for k in (1, 2, 3) for sign in (MINUS, "+"))
     plot = page.locator("#plot svg").bounding_box()
-    for text, left, right, top, bottom in labels:  # inside the picture ...
+    for text, left, right, _top, _bottom in labels:  # inside the picture ...
         assert plot["x"] <= left and right <= plot["x"] + plot["width"], text
     for i, one in enumerate(labels):  # ... and clear of each other
         for other in labels[i + 1:]:

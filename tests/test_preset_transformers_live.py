@@ -87,7 +87,7 @@ def _tied_pairs(state: dict[str, torch.Tensor]) -> set[tuple[str, str]]:
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize(("name", "label", "config"), CASES, ids=[f"{n.split('/')[1]}-{l}" for n, l, _ in CASES])
+@pytest.mark.parametrize(("name", "label", "config"), CASES, ids=[f"{n.split('/')[1]}-{label}" for n, label, _ in CASES])
 def test_replay_equals_reference(name, label, config, seed):
     preset = PRESETS[name]
     resolved, _ = preset.resolve(config)
@@ -151,7 +151,9 @@ def test_every_config_field_is_a_preset_field():
     ],
 )
 def test_refuses_what_the_reference_refuses(name, config, field):
-    with pytest.raises(Exception):
+    # transformers refuses with KeyError, ValueError, AssertionError, IndexError or huggingface_hub's
+    # validation errors, depending on the field and the version: any refusal is the point here
+    with pytest.raises(Exception):  # noqa: B017
         _reference(name, config, 0)
     with pytest.raises(ConfigError) as info:
         PRESETS[name].resolve(config)
