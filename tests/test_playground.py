@@ -33,7 +33,7 @@ from tests.torch_reference import as_bytes, reference
 if reason := browser.missing():
     pytest.skip(reason, allow_module_level=True)
 
-from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402  (after the skip above)
+from playwright.sync_api import Page, expect, sync_playwright  # after the skip above
 
 # Playwright's driver pipes and its event loop can be finalized after the test that used them
 # (a ResourceWarning from the garbage collector, not from the page or the service).

@@ -29,7 +29,7 @@ from tests.torch_reference import as_bytes, reference
 if reason := browser.missing():
     pytest.skip(reason, allow_module_level=True)
 
-from playwright.sync_api import Page, sync_playwright  # noqa: E402  (after the skip above)
+from playwright.sync_api import Page, sync_playwright  # after the skip above
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 

@@ -46,7 +46,7 @@ def generate(
     seed: int,
     tid: int = 0,
     dtype: str = "float32",
-    slice: Any = None,  # noqa: A002 (the request's name)
+    slice: Any = None,  # shadows the builtin: the request's name
     **params: Any,
 ) -> Any:
     """The portable-v1 tensor ``client.tensor(shape, scheme, seed=seed, rng="portable-v1", ...)``

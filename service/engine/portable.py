@@ -65,7 +65,7 @@ def portable_fill(
     tid: int,
     dtype: torch.dtype,
     device: torch.device,
-    slice: Sequence[tuple[int, int] | None] | None = None,  # noqa: A002 (the API's field name)
+    slice: Sequence[tuple[int, int] | None] | None = None,  # shadows the builtin: the API's field name
 ) -> torch.Tensor | None:
     """The portable-v1 tensor of ``recipe`` on ``shape`` (or ``full[slice]``), on ``device``.
 

@@ -60,7 +60,7 @@ def generate(
     seed: int,
     tid: int = 0,
     dtype: str = "float32",
-    slice: Sequence[tuple[int, int] | None] | None = None,  # noqa: A002 (the API's field name)
+    slice: Sequence[tuple[int, int] | None] | None = None,  # shadows the builtin: the API's field name
 ) -> np.ndarray:
     """The portable-v1 tensor of ``recipe`` on ``shape``, or exactly ``full[slice]`` of it.
 
@@ -99,7 +99,7 @@ def _check_int(name: str, value: object, top: int) -> None:
         raise PortableRecipeError(f"{name} must be an integer in [0, {top}]; got {value!r}")
 
 
-def normalize_slice(shape: Sequence[int], slice: Sequence[tuple[int, int] | None] | None) -> Bounds:  # noqa: A002
+def normalize_slice(shape: Sequence[int], slice: Sequence[tuple[int, int] | None] | None) -> Bounds:
     """``[(start, stop), ...]`` for every dimension; ``None`` entries mean the whole dimension."""
     if slice is None:
         return [(0, d) for d in shape]
