@@ -244,7 +244,7 @@ async def run(url: str, pid: int | None, args: argparse.Namespace) -> int:
         done_at_warm, warm_at = tally.done, time.monotonic()
         try:
             await asyncio.wait_for(asyncio.gather(*tasks), timeout=max(0.0, stop_at - time.monotonic()) + args.grace)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             for task in tasks:
                 task.cancel()
             tally.problem("run", f"clients still busy {args.grace} s after the end")

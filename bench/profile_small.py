@@ -28,12 +28,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import service.app  # noqa: E402  (MKL_CBWR before torch)
 from fastapi import FastAPI, Response  # noqa: E402
 
+import service.app  # noqa: E402,F401  (MKL_CBWR before torch)
 from service.api.planning import plan_tensor  # noqa: E402
-from service.schemas.requests import TensorRequest  # noqa: E402
 from service.app import create_app  # noqa: E402
+from service.schemas.requests import TensorRequest  # noqa: E402
 from service.settings import Settings  # noqa: E402
 
 APP = None  # set by main: FastAPI puts the app in every request's scope

@@ -32,9 +32,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import service.app  # noqa: E402,F401  (MKL_CBWR before torch)
 import torch  # noqa: E402
 
+import service.app  # noqa: E402,F401  (MKL_CBWR before torch)
 from bench._servers import peak_rss_bytes, reset_peak_rss, rss_bytes, serve  # noqa: E402
 
 
@@ -62,10 +62,10 @@ def curl_post(url: str, body: dict) -> float:
 def in_process_fill(n: int, threads: int):
     """A callable that makes ``normal`` of ``n`` float32 as the server's job does (the engine's
     parallel fill over ``threads``), without stats."""
-    from service.settings import Settings
-    from service.workers.jobs import TensorJob, run_tensor_job
     from service.api.planning import build_spec
     from service.schemas.requests import TensorRequest
+    from service.settings import Settings
+    from service.workers.jobs import TensorJob, run_tensor_job
 
     req = TensorRequest(shape=[n], init={"scheme": "normal"}, seed=0, device="cpu", stats=False)
     spec = build_spec(req, req.dtype, 0, False, Settings())
@@ -174,7 +174,7 @@ def fairness(args) -> None:
             curl_post(f"{url}/v1/tensor", {**big, "shape": [1024]})
             done = threading.Event()
 
-            def bigs() -> None:
+            def bigs(done: threading.Event = done) -> None:
                 try:
                     for _ in range(args.big):
                         curl_post(f"{url}/v1/tensor", big)

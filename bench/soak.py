@@ -109,7 +109,9 @@ class Soak:
         from schemathesis.checks import not_a_server_error
         from schemathesis.generation.modes import GenerationMode
         from schemathesis.specs.openapi.checks import (
-            content_type_conformance, response_schema_conformance, status_code_conformance,
+            content_type_conformance,
+            response_schema_conformance,
+            status_code_conformance,
         )
 
         checks = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]

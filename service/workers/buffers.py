@@ -9,6 +9,7 @@ each buffer back once its bytes have been handed to the transport.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Sequence
 
@@ -58,9 +59,10 @@ def copy_to_host(
     with the callback that returns its buffer. Runs on its own thread."""
     error: BaseException | None = None
     try:
-        stream = torch.cuda.Stream(device=tensors[0].device) if tensors else None
-        if stream is not None:  # the tensors were made on the device's default stream
-            stream.wait_stream(torch.cuda.default_stream(tensors[0].device))
+        if not tensors:
+            return
+        stream = torch.cuda.Stream(device=tensors[0].device)
+        stream.wait_stream(torch.cuda.default_stream(tensors[0].device))  # they were made on the default one
         for t in tensors:
             flat = t.reshape(-1).view(torch.uint8)
             for start in range(0, flat.numel(), buffers.nbytes):
@@ -80,7 +82,7 @@ def copy_to_host(
                 except BaseException:
                     buffers.release(buffer)
                     raise
-                put(data, lambda b=buffer: buffers.release(b))
+                put(data, functools.partial(buffers.release, buffer))
     except BaseException as exc:  # noqa: BLE001 - reported to the consumer, which aborts the body
         error = exc
     finally:

@@ -27,7 +27,8 @@ class WorkerPool:
         self.admissions: dict[str, Admission] = {}
         self.buffers: dict[str, PinnedBuffers] = {d: PinnedBuffers() for d in self.devices if d != "cpu"}
         for device in self.devices:
-            memory = device_facts(device).get("memory_bytes")
+            facts_memory = device_facts(device).get("memory_bytes")
+            memory = facts_memory if isinstance(facts_memory, int) else None
             self.workers[device] = DeviceWorker(
                 device, settings.queue_depth, settings.job_timeout_s, settings.retry_after_s, settings.small_job_bytes
             )

@@ -170,7 +170,7 @@ class DeviceWorker:
                 job.future.cancel()
                 raise QueueFull(f"{self.device} was too busy to start the job in time", self.retry_after)
             return await asyncio.wait_for(asyncio.shield(job.future), timeout=self.job_timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._replace(f"a job ran past {self.job_timeout_s} s")
             raise WorkerDown(f"{self.device}'s worker hung and was replaced", self.retry_after) from None
         except asyncio.CancelledError:
