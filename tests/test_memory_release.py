@@ -73,3 +73,30 @@ def test_a_finished_response_no_longer_holds_its_tensor_when_the_next_job_starts
     # Every earlier tensor was gone by the time the next job started making its own.
     assert recorder.alive_at_start == [[], [False], [False, False]]
 
+
+
+def test_a_big_body_is_given_back_off_the_event_loop_once_sent(monkeypatch):
+    """Bodies of REAP_BYTES or more are freed on the reaper thread (a GiB's munmap would stall the
+    loop); once the reaper has caught up, nothing of the finished response's arrays is left."""
+    import service.workers.streaming as streaming
+
+    handed: list[weakref.ref] = []
+    real_dispose = streaming.Segments.dispose
+
+    def recording_dispose(self):
+        handed.extend(weakref.ref(o) for o in self._owners)
+        real_dispose(self)
+
+    monkeypatch.setattr(streaming.Segments, "dispose", recording_dispose)
+    n = streaming.REAP_BYTES // 4  # float32: exactly REAP_BYTES
+    with live_server() as server, httpx.Client(base_url=server.url, timeout=60) as client:
+        for extra in ({}, {"stats": False}):
+            body = {"shape": [n], "init": {"scheme": "uniform"}, "seed": 4, "device": "cpu", **extra}
+            r = client.post("/v1/tensor", json=body)
+            assert r.status_code == 200
+            assert as_bytes(load(r.content)["weight"]) == as_bytes(reference([n], "uniform", {}, "float32", 4))
+            del r
+            _drained(server.app.state.pool)
+        assert handed  # the bodies' arrays went to the reaper
+        assert streaming._reaper().flush(30)
+        assert [ref() is None for ref in handed] == [True] * len(handed)

@@ -207,8 +207,8 @@ class BodyResponse(Response):
             self._uncancel()
         finally:
             self.segments.cancel()
-            self.on_close()
             self.segments.dispose()
+            self.on_close()  # last: a released slot means this response holds nothing any more
 
     @staticmethod
     def _uncancel() -> None:

@@ -132,9 +132,18 @@ class _Reaper:
     def put(self, owners: list) -> None:
         self._queue.put(owners)
 
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything put before this call has been dropped (for tests and shutdown)."""
+        done = threading.Event()
+        self._queue.put(done)
+        return done.wait(timeout)
+
     def _run(self) -> None:
         while True:
             owners = self._queue.get()
+            if isinstance(owners, threading.Event):
+                owners.set()
+                continue
             deadline = time.monotonic() + self.patience_s
             # References: the list, ``o`` and getrefcount's argument; more means a view still uses it.
             while any(sys.getrefcount(o) > 3 for o in owners) and time.monotonic() < deadline:
