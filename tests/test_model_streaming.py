@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pathlib
 import struct
+import subprocess
+import sys
 
-import httpx
 import pytest
 import safetensors.torch
 import torch
@@ -18,7 +20,6 @@ from service.presets import PRESETS, accounting
 from service.presets.replay import replay
 from service.settings import Settings
 from service.workers.model_jobs import ModelJob, run_model_job
-from tests.conftest import live_server
 
 SEED = 2**32 + 3
 
@@ -117,15 +118,46 @@ def test_streamed_whole_state_dict_equals_the_non_streamed_one(http, name, confi
     assert int(head.headers["content-length"]) == len(streamed.content)
 
 
-def _hwm_kib() -> int:
+# Run in a fresh interpreter so that what earlier tests left in the allocator does not count:
+# the server runs in a thread of that process, and the body is hashed as it arrives.
+_BOUNDED_SCRIPT = r"""
+import hashlib, json, struct, sys
+import httpx
+from tests.conftest import live_server
+
+def hwm():
     with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM"))
+
+name, raw, seed = json.loads(sys.argv[1])
+with live_server() as server, httpx.Client(base_url=server.url, timeout=300) as client:
+    small = {**raw, "num_hidden_layers": 1, "hidden_size": 64, "intermediate_size": 96, "vocab_size": 100}
+    assert client.post("/v1/model", json={"model": name, "config": small, "stats": False}).status_code == 200
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset VmHWM to the current RSS
+    except OSError:
+        print(json.dumps({"skip": True}))
+        sys.exit(0)
+    before = hwm()
+    got, header = hashlib.sha256(), b""
+    with client.stream("POST", "/v1/model", json={"model": name, "config": raw, "seed": seed, "stats": False}) as r:
+        assert r.status_code == 200
+        for chunk in r.iter_raw():
+            if header is None:
+                got.update(chunk)
+                continue
+            header += chunk
+            if len(header) >= 8 and len(header) >= 8 + struct.unpack("<Q", header[:8])[0]:
+                got.update(header[8 + struct.unpack("<Q", header[:8])[0]:])
+                header = None
+    print(json.dumps({"growth": hwm() - before, "sha256": got.hexdigest()}))
+"""
 
 
 def test_a_streamed_big_model_keeps_memory_bounded():
-    """~570 MB of float32 streamed: the process's peak RSS grows by well under the model's bytes
-    (the server runs in this process, in a thread; the body is hashed as it arrives). A small
-    request first takes the one-time costs (the accounting self-test builds small models)."""
+    """~570 MB of float32 streamed: the server process's peak RSS grows by well under the model's
+    bytes. A small request first takes the one-time costs (the accounting self-test's models)."""
     name = "transformers/LlamaForCausalLM"
     raw = {"num_hidden_layers": 6, "hidden_size": 1024, "intermediate_size": 2816, "num_attention_heads": 8,
            "vocab_size": 32000}
@@ -139,28 +171,74 @@ def test_a_streamed_big_model_keeps_memory_bounded():
         model_bytes += whole[key].numel() * 4
     del whole
     assert model_bytes > 500e6
-    with live_server() as server, httpx.Client(base_url=server.url, timeout=300) as client:
-        small = {**raw, "num_hidden_layers": 1, "hidden_size": 64, "intermediate_size": 96, "vocab_size": 100}
-        assert client.post("/v1/model", json={"model": name, "config": small, "stats": False}).status_code == 200
-        try:
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")  # reset VmHWM to the current RSS
-        except OSError:
-            pytest.skip("cannot reset the peak RSS (/proc/self/clear_refs)")
-        before = _hwm_kib()
-        got, header, n = hashlib.sha256(), b"", 0
-        with client.stream("POST", "/v1/model", json={"model": name, "config": raw, "seed": SEED, "stats": False}) as r:
-            assert r.status_code == 200
-            for chunk in r.iter_raw():
-                n += len(chunk)
-                if header is not None:
-                    header += chunk
-                    if len(header) >= 8 and len(header) >= 8 + struct.unpack("<Q", header[:8])[0]:
-                        _, offset = _header(header)
-                        got.update(header[offset:])
-                        header = None
-                else:
-                    got.update(chunk)
-        growth = (_hwm_kib() - before) * 1024
-    assert got.hexdigest() == want.hexdigest()
-    assert growth < model_bytes / 2, (growth, model_bytes)
+    root = pathlib.Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-c", _BOUNDED_SCRIPT, json.dumps([name, raw, SEED])],
+        cwd=root, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    if result.get("skip"):
+        pytest.skip("cannot reset the peak RSS (/proc/self/clear_refs)")
+    assert result["sha256"] == want.hexdigest()
+    assert result["growth"] < model_bytes / 2, (result["growth"], model_bytes)
+
+
+SLICED = ("transformers/GPT2LMHeadModel", {"n_layer": 2, "n_embd": 40, "n_head": 2, "vocab_size": 301, "n_positions": 16,
+                                          "tie_word_embeddings": False})
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("key,bounds", [
+    ("transformer.wte.weight", [[5, 133], None]),  # rows: only they are generated (normal_)
+    ("transformer.wte.weight", [None, [3, 17]]),  # columns
+    ("lm_head.weight", [[290, 301], [1, 39]]),  # the tail of a normal_ (301*40 % 16 != 0)
+    ("transformer.h.1.mlp.c_fc.weight", [[0, 1], None]),
+    ("transformer.h.0.ln_1.weight", [[2, 9]]),  # fill_: cut from the key made alone
+    ("transformer.wpe.weight", [[0, 0], None]),  # empty
+])
+def test_a_slice_of_a_preset_tensor_equals_the_cut_of_the_whole(http, key, bounds, dtype):
+    name, config = SLICED
+    body = {"model": name, "config": config, "seed": SEED, "dtype": dtype}
+    whole = safetensors.torch.load(http.post("/v1/model", json=body).content)
+    want = whole[key][tuple(slice(*b) if b else slice(None) for b in bounds)]
+    for extra in ({"tensors": [key]}, {"tensors": ["transformer.h.0.attn.c_attn.bias", key]}, {"stats": False, "tensors": [key]}):
+        r = http.post("/v1/model", json={**body, **extra, "slice": {key: bounds}})
+        assert r.status_code == 200, r.text
+        got = safetensors.torch.load(r.content)[key]
+        assert got.shape == want.shape and _bytes(got) == _bytes(want.contiguous())
+    query = {**{k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in config.items()},
+             "seed": str(SEED), "dtype": dtype, "tensors": key,
+             f"slice.{key}": ",".join(":" if b is None else f"{b[0]}:{b[1]}" for b in bounds)}
+    r = http.get(f"/v1/model/{name}", params=query)
+    assert r.status_code == 200, r.text
+    assert _bytes(safetensors.torch.load(r.content)[key]) == _bytes(want.contiguous())
+
+
+def test_row_slices_of_a_plain_draw_are_generated_directly(http):
+    name, config = SLICED
+    r = http.post("/v1/model", json={"model": name, "config": config, "tensors": ["transformer.wte.weight", "transformer.h.0.ln_1.bias"],
+                                      "slice": {"transformer.wte.weight": [[0, 8], None], "transformer.h.0.ln_1.bias": [[0, 4]]}})
+    assert r.status_code == 200, r.text
+    (n,) = struct.unpack("<Q", r.content[:8])
+    generation = json.loads(json.loads(r.content[8 : 8 + n])["__metadata__"]["provenance"])["generation"]
+    assert generation["slices"] == {"transformer.wte.weight": "direct", "transformer.h.0.ln_1.bias": "cut"}
+
+
+@pytest.mark.parametrize("slice_,where", [
+    ({"nope.weight": [None]}, "nope.weight"),
+    ({"transformer.wte.weight": [[0, 400], None]}, "transformer.wte.weight"),
+    ({"transformer.wte.weight": [None]}, "transformer.wte.weight"),
+    ({"transformer.wpe.weight": [None, None]}, "transformer.wpe.weight"),  # not in tensors
+])
+def test_bad_slices_are_422_naming_the_key(http, slice_, where):
+    name, config = SLICED
+    r = http.post("/v1/model", json={"model": name, "config": config, "tensors": ["transformer.wte.weight"], "slice": slice_})
+    assert r.status_code == 422, r.text
+    assert where in r.json()["detail"][0]["loc"]
+
+
+def test_a_bad_slice_query_is_422(http):
+    name, config = SLICED
+    r = http.get(f"/v1/model/{name}", params={"n_layer": "1", "slice.lm_head.weight": "0-3,:"})
+    assert r.status_code == 422 and "start:stop" in r.text

@@ -18,6 +18,7 @@ In order, each step cheap enough to come before the next:
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from typing import Any
 
 import torch
 
-from service.api.planning import Plan
+from service.api.planning import Plan, check_slice, sliced_shape
 from service.engine.checks import check_size
 from service.engine.devices import base_provenance
 from service.engine.rng import DTYPES, draw_seed
@@ -141,6 +142,51 @@ class Generation:
     units: tuple[Unit, ...] | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
     build_warnings: list[str] | None = None  # torch's warnings of the build, when recorded
+    direct: frozenset[str] = frozenset()  # sliced keys whose part alone is generated
+    direct_bytes: int = 0
+
+
+def check_cuts(
+    raw: Mapping[str, Any] | None, entries: list[PresetEntry], tensors: list[str] | None
+) -> dict[str, tuple[tuple[int, int], ...]]:
+    """``slice``: each key in the model (and in ``tensors`` when given), bounds within its shape."""
+    if not raw:
+        return {}
+    by_key = {e.key: e for e in entries}
+    cuts = {}
+    for key, bounds in raw.items():
+        if key not in by_key:
+            raise RecipeError.at(("slice", key), _no_such_key(key, entries))
+        if tensors is not None and key not in tensors:
+            raise RecipeError.at(("slice", key), f"{key!r} is not in 'tensors'; slice only keys the answer has")
+        cuts[key] = check_slice(bounds, by_key[key].shape, ("slice", key))
+    return cuts
+
+
+def plan_cut_generation(
+    preset: Preset, config: Mapping[str, Any], chosen: list[PresetEntry], cuts: Mapping[str, Any]
+) -> Generation:
+    """With ``slice``: a key made by one plain draw has only its part generated (``"direct"``);
+    the other keys are made alone (or by the whole build) and cut (``"cut"``)."""
+    whole_reason = None
+    if not accounting.usable(preset.name):
+        whole_reason = f"{preset.name} failed the accounting self-test (see /v1/devices)"
+    else:
+        rec = accounting.recording(preset, config)
+        direct = frozenset(k for k in cuts if accounting.sliceable(rec, k) is not None)
+        rest = [e.key for e in chosen if e.key not in direct]
+        sliced = accounting.plan_slice(rec, rest) if rest else None
+        if sliced is None or not sliced.whole:
+            slices = {k: "direct" if k in direct else "cut" for k in cuts}
+            direct_bytes = sum(
+                2 * rec.keys[k].numel * rec.keys[k].dtype.itemsize for k in direct
+            )  # at most the whole key, and its index
+            return Generation(
+                slice=sliced, provenance={"path": "jumped", "slices": slices}, build_warnings=list(rec.warnings),
+                direct=direct, direct_bytes=direct_bytes,
+            )
+        whole_reason = sliced.reason
+    return Generation(provenance={"path": "whole", "reason": whole_reason, "slices": {k: "cut" for k in cuts}})
 
 
 def plan_generation(preset: Preset, config: Mapping[str, Any], chosen: list[PresetEntry], subset: bool) -> Generation:
@@ -197,10 +243,16 @@ def plan_model(req: ModelRequest, settings: Settings, pool: WorkerPool, config_l
     config, warnings = resolve_config(preset, req.config, config_loc)
     entries = plan_entries(preset, config, settings, config_loc or ("model",))
     chosen = select(entries, req.tensors)
-    gen = plan_generation(preset, config, chosen, req.tensors is not None)
-    answer_bytes, held_bytes = check_limits(
-        entries, chosen, req.dtype, settings, built=gen.slice.nbytes if gen.slice is not None else None
-    )
+    cuts = check_cuts(req.slice, entries, req.tensors)
+    if cuts:
+        gen = plan_cut_generation(preset, config, chosen, cuts)
+        chosen = [dataclasses.replace(e, shape=sliced_shape(e.shape, cuts[e.key])) if e.key in cuts else e for e in chosen]
+    else:
+        gen = plan_generation(preset, config, chosen, req.tensors is not None)
+    built = None
+    if gen.slice is not None or gen.direct:
+        built = (gen.slice.nbytes if gen.slice is not None else 0) + gen.direct_bytes
+    answer_bytes, held_bytes = check_limits(entries, chosen, req.dtype, settings, built=built)
     # Without stats the header is known now, so the answer streams -- unless torch warns during
     # the build (then provenance is known only afterwards, as for tensors).
     streamable = not req.stats and not warnings and gen.build_warnings == []
@@ -215,7 +267,7 @@ def plan_model(req: ModelRequest, settings: Settings, pool: WorkerPool, config_l
         job=ModelJob(
             preset=preset, config=config, seed=seed, dtype=req.dtype, keys=tuple(e.key for e in chosen),
             histogram_bins=req.histogram_bins, with_stats=req.stats, warnings=tuple(warnings), slice=gen.slice,
-            units=gen.units, threads=settings.cpu_threads,
+            units=gen.units, threads=settings.cpu_threads, cuts=cuts or None, direct=gen.direct,
         ),
         device=device,
         seed=seed,

@@ -328,6 +328,34 @@ def make_piece(rec: Recording, unit: Unit, walk: StreamWalk, out: torch.Tensor |
     return buf
 
 
+def sliceable(rec: Recording, key: str) -> Op | None:
+    """The one plain draw ``key`` is made by, when a part of it can be generated alone (else None)."""
+    sl = plan_slice(rec, [key])
+    return None if sl.whole else _one_plain_draw(rec, key, sl)
+
+
+def make_sliced(rec: Recording, key: str, bounds: Sequence[tuple[int, int]], walk: StreamWalk) -> torch.Tensor:
+    """``full[s0:e0, ...]`` of a ``sliceable`` key, generating only the elements from the first
+    run to the last (widened to whole ``normal_`` blocks and its tail rule: ``draws.generation_range``)."""
+    import numpy as np
+
+    from service.engine.draws import generation_range
+    from service.engine.slices import plan_runs
+
+    op = sliceable(rec, key)
+    assert op is not None, key
+    ref = rec.keys[key]
+    plan = plan_runs(ref.size, bounds)
+    if plan.starts.size == 0:
+        return torch.empty(plan.shape, dtype=ref.dtype)
+    first, last = int(plan.starts[0]), int(plan.starts[-1]) + plan.length
+    s, e = generation_range(op.law, ref.numel, first, last)  # type: ignore[arg-type]
+    unit = Unit(key, plan_slice(rec, [key]), s, e, op.index, (e - s) * ref.dtype.itemsize)
+    buf = make_piece(rec, unit, walk)
+    idx = (plan.starts[:, None] - s) + np.arange(plan.length, dtype=np.int64)
+    return buf[torch.from_numpy(idx.reshape(-1))].reshape(plan.shape)
+
+
 # --- self-test ----------------------------------------------------------------------------------
 
 # Small configs of every preset: odd widths (normal_ under 16 elements, cached normals), padding

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field
 
 from service.schemas.recipes import StrictModel
-from service.schemas.requests import DType, Rng, Seed
+from service.schemas.requests import DType, Rng, Seed, Slice
 
 # A config value: what JSON can say. Nested values pass through to fields that take them.
 ConfigValue = Any
@@ -40,6 +40,12 @@ class ModelRequest(StrictModel):
     tensors: list[Key] | None = Field(
         None, min_length=1, max_length=100_000,
         description="Only these state_dict keys (each with the same bytes as in the whole answer); null: all.",
+    )
+    slice: dict[Key, Slice] | None = Field(
+        None, min_length=1,
+        description="Per key, only full[start0:stop0, ...] of that tensor (each key must be in 'tensors' when it is "
+        "given). A key whose last op is a plain uniform_/normal_ draw has only that part generated; others are cut.",
+        examples=[{"transformer.wte.weight": [[0, 128], None]}],
     )
     histogram_bins: int = Field(0, ge=0, le=1024, description="Histogram bins in each tensor's stats (0: none).")
     stats: bool = Field(True, description="Put per-tensor stats in the header; false leaves them out.")

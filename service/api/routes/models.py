@@ -42,7 +42,11 @@ async def post_model(body: ModelRequest, request: Request, settings: SettingsDep
     tensor then cast to `dtype` (integer buffers keep theirs). See `GET /v1/models` for the presets, their
     config fields and the library versions they match.
 
-    `tensors` keeps only those keys (same bytes as in the whole answer). Tied weights appear under each of
+    `tensors` keeps only those keys (same bytes as in the whole answer). `slice` answers only
+    `full[start0:stop0, ...]` of a key (`{"lm_head.weight": [[0, 128], null]}`); a key whose last op is a
+    plain uniform_/normal_ draw has only that part generated. With `stats: false` the answer streams: the
+    header goes out at once and each tensor as it is made, in bounded memory (a whole state_dict is made
+    in parallel, each key from its own jumped generator). Tied weights appear under each of
     their keys. Each tensor's stats carry `init`, the reference's init rule for it in words; the normalized
     request's `tensor_order` lists the keys in `state_dict` order. The answer counts against
     `INITSVC_MAX_REQUEST_BYTES`.
@@ -80,6 +84,25 @@ def _config_value(field: Field | None, name: str, text: str) -> Any:
     return text
 
 
+SLICE_PREFIX = "slice."
+_BOUND = re.compile(r"^\s*([0-9]+)\s*:\s*([0-9]+)\s*$")
+
+
+def _slice_value(name: str, text: str) -> list[list[int] | None]:
+    """``0:128,:`` -> ``[[0, 128], None]``: per dimension ``start:stop`` or ``:`` (all of it)."""
+    out: list[list[int] | None] = []
+    for part in text.split(","):
+        if part.strip() == ":":
+            out.append(None)
+        elif m := _BOUND.match(part):
+            out.append([int(m.group(1)), int(m.group(2))])
+        else:
+            raise _query_error(
+                (name,), f"{name} takes one 'start:stop' or ':' per dimension, comma-separated (e.g. 0:128,:); got {text!r}"
+            )
+    return out
+
+
 def model_request_from_query(preset: Preset, pairs: list[tuple[str, str]]) -> ModelRequest:
     """``?seed=0&n_layer=2&tensors=a,b`` → the same ``ModelRequest`` a POST body would give."""
     fields = {f.name: f for f in preset.fields}
@@ -89,7 +112,9 @@ def model_request_from_query(preset: Preset, pairs: list[tuple[str, str]]) -> Mo
         if key in seen:
             raise _query_error((key,), f"{key} is given more than once")
         seen.add(key)
-        if key in REQUEST_PARAMETERS and key not in fields:
+        if key.startswith(SLICE_PREFIX) and key not in fields:
+            body.setdefault("slice", {})[key[len(SLICE_PREFIX):]] = _slice_value(key, text)
+        elif key in REQUEST_PARAMETERS and key not in fields:
             if key in ("seed", "histogram_bins"):
                 if not _INT.match(text):
                     raise _query_error((key,), f"{key} must be a non-negative integer; got {text!r}")
@@ -119,7 +144,8 @@ async def get_model(name: str, request: Request, settings: SettingsDep, pool: Po
     """The same request as a URL: `/v1/model/transformers/GPT2LMHeadModel?seed=0&n_layer=2&n_embd=64`.
 
     Config fields go by name (`true`/`false`, numbers, `null`; a JSON-typed field takes JSON text);
-    `tensors` is comma-separated; `seed`, `dtype`, `stats`, `histogram_bins` as in the body. With an
+    `tensors` is comma-separated; `slice.<key>=0:128,:` slices a key (one `start:stop` or `:` per
+    dimension, comma-separated); `seed`, `dtype`, `stats`, `histogram_bins` as in the body. With an
     explicit `seed` the answer carries `Cache-Control: public, max-age=31536000, immutable` (presets are
     always built on the CPU); without one, `no-store`. `HEAD` gives the headers alone."""
     try:
