@@ -133,31 +133,36 @@ name, raw, seed = json.loads(sys.argv[1])
 with live_server() as server, httpx.Client(base_url=server.url, timeout=300) as client:
     small = {**raw, "num_hidden_layers": 1, "hidden_size": 64, "intermediate_size": 96, "vocab_size": 100}
     assert client.post("/v1/model", json={"model": name, "config": small, "stats": False}).status_code == 200
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # reset VmHWM to the current RSS
-    except OSError:
-        print(json.dumps({"skip": True}))
-        sys.exit(0)
-    before = hwm()
-    got, header = hashlib.sha256(), b""
-    with client.stream("POST", "/v1/model", json={"model": name, "config": raw, "seed": seed, "stats": False}) as r:
-        assert r.status_code == 200
-        for chunk in r.iter_raw():
-            if header is None:
-                got.update(chunk)
-                continue
-            header += chunk
-            if len(header) >= 8 and len(header) >= 8 + struct.unpack("<Q", header[:8])[0]:
-                got.update(header[8 + struct.unpack("<Q", header[:8])[0]:])
-                header = None
-    print(json.dumps({"growth": hwm() - before, "sha256": got.hexdigest()}))
+    growth = []
+    for _ in range(2):
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # reset VmHWM to the current RSS
+        except OSError:
+            print(json.dumps({"skip": True}))
+            sys.exit(0)
+        before = hwm()
+        got, header = hashlib.sha256(), b""
+        with client.stream("POST", "/v1/model", json={"model": name, "config": raw, "seed": seed, "stats": False}) as r:
+            assert r.status_code == 200
+            for chunk in r.iter_raw():
+                if header is None:
+                    got.update(chunk)
+                    continue
+                header += chunk
+                if len(header) >= 8 and len(header) >= 8 + struct.unpack("<Q", header[:8])[0]:
+                    got.update(header[8 + struct.unpack("<Q", header[:8])[0]:])
+                    header = None
+        growth.append(hwm() - before)
+    print(json.dumps({"growth": growth, "sha256": got.hexdigest()}))
 """
 
 
 def test_a_streamed_big_model_keeps_memory_bounded():
-    """~570 MB of float32 streamed: the server process's peak RSS grows by well under the model's
-    bytes. A small request first takes the one-time costs (the accounting self-test's models)."""
+    """~570 MB of float32 streamed twice: the server process's peak RSS grows by less than the
+    model's bytes the first time (the allocator keeps what its worker threads freed), and by well
+    under them the second. A small request first takes the one-time costs (the accounting
+    self-test's models)."""
     name = "transformers/LlamaForCausalLM"
     raw = {"num_hidden_layers": 6, "hidden_size": 1024, "intermediate_size": 2816, "num_attention_heads": 8,
            "vocab_size": 32000}
@@ -181,7 +186,8 @@ def test_a_streamed_big_model_keeps_memory_bounded():
     if result.get("skip"):
         pytest.skip("cannot reset the peak RSS (/proc/self/clear_refs)")
     assert result["sha256"] == want.hexdigest()
-    assert result["growth"] < model_bytes / 2, (result["growth"], model_bytes)
+    first, second = result["growth"]
+    assert first < model_bytes * 0.75 and second < model_bytes / 3, (first, second, model_bytes)
 
 
 SLICED = ("transformers/GPT2LMHeadModel", {"n_layer": 2, "n_embd": 40, "n_head": 2, "vocab_size": 301, "n_positions": 16,
