@@ -248,3 +248,33 @@ def test_a_bad_slice_query_is_422(http):
     name, config = SLICED
     r = http.get(f"/v1/model/{name}", params={"n_layer": "1", "slice.lm_head.weight": "0-3,:"})
     assert r.status_code == 422 and "start:stop" in r.text
+
+
+def test_client_and_cli_slice_and_stream_a_model(server, tmp_path):
+    from click.testing import CliRunner
+
+    from service.cli import main
+    from service.client import InitClient
+
+    name, config = SLICED
+    key = "transformer.wte.weight"
+    with InitClient(server.url) as client:
+        whole = client.model(name, config, seed=SEED)
+        part = client.model(name, config, seed=SEED, tensors=[key], slice={key: [[0, 128], None]})
+        assert torch.equal(part[key], whole[key][:128])
+        part = client.model(name, config, seed=SEED, tensors=key, slice={key: "3:7,1:5"})
+        assert torch.equal(part[key], whole[key][3:7, 1:5])
+    out = tmp_path / "part.safetensors"
+    args = ["model", name, *[a for k, v in config.items() for a in ("--config", f"{k}={str(v).lower()}")],
+            "--seed", str(SEED), "--tensors", f"{key},lm_head.weight", "--slice", f"{key}=0:128,:",
+            "--slice", "lm_head.weight=:,2:9", "-o", str(out), "--quiet", "--url", server.url]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    got = safetensors.torch.load_file(str(out))
+    assert torch.equal(got[key], whole[key][:128]) and torch.equal(got["lm_head.weight"], whole["lm_head.weight"][:, 2:9])
+    out = tmp_path / "whole.safetensors"  # the whole model, streamed without stats
+    args = ["model", name, *[a for k, v in config.items() for a in ("--config", f"{k}={str(v).lower()}")],
+            "--seed", str(SEED), "--no-stats", "-o", str(out), "--quiet", "--url", server.url]
+    assert CliRunner().invoke(main, args, catch_exceptions=False).exit_code == 0
+    got = safetensors.torch.load_file(str(out))
+    assert all(torch.equal(got[k], whole[k]) for k in whole)

@@ -15,6 +15,7 @@ from service.cli.options import (
     client_options,
     parse_config,
     parse_gain,
+    parse_key_slices,
     parse_keys,
     parse_params,
     parse_shape,
@@ -129,6 +130,12 @@ Examples:
   initsvc model transformers/GPT2LMHeadModel --config n_layer=2 --config n_embd=256 --seed 0 -o gpt2.safetensors
   initsvc model nanogpt/GPT --seed 0 --dtype bfloat16 --tensors transformer.wte.weight,lm_head.weight
   initsvc model torchvision/resnet18 --config num_classes=10 --json | jq '.tensors["fc.weight"].stats'
+  initsvc model transformers/GPT2LMHeadModel --tensors lm_head.weight --slice lm_head.weight=0:128,: --seed 0
+  initsvc model transformers/LlamaForCausalLM --dtype bfloat16 --seed 0 --no-stats -o llama.safetensors
+
+
+The answer is written to disk as it arrives, behind a progress bar. With --no-stats a whole model
+streams from the server in bounded memory too: each tensor leaves as it is made.
 """
 
 
@@ -142,9 +149,13 @@ Examples:
               help="Element type of the floating tensors (integer buffers keep theirs).")
 @click.option("--tensors", callback=parse_keys, default=None, show_default="all of them", metavar="KEY,KEY",
               help="Only these state_dict keys, comma-separated.")
+@click.option("--slice", "slice", multiple=True, callback=parse_key_slices, metavar="KEY=START:STOP,...",
+              help="Only part of a key, repeatable: --slice lm_head.weight=0:128,: (one start:stop or ':' per "
+              "dimension; a key of --tensors when it is given).")
 @click.option("--histogram-bins", type=click.IntRange(0, 1024), default=0, show_default=True,
               help="Histogram bins in each tensor's stats.")
-@click.option("--stats/--no-stats", default=True, show_default=True, help="Put per-tensor stats in the header.")
+@click.option("--stats/--no-stats", default=True, show_default=True,
+              help="Put per-tensor stats in the header; --no-stats streams the answer as it is made, in bounded memory.")
 @answer_options(default=None, show_default="the model's name, e.g. GPT2LMHeadModel.safetensors",
                 help="Where to write the state_dict as safetensors; '-' for stdout.")
 @client_options

@@ -133,3 +133,21 @@ def parse_gain(ctx: click.Context, param: click.Parameter, value: str | None) ->
             raise click.BadParameter(f"the part after ':' is the nonlinearity's parameter, a number; got {extra!r}",
                                      ctx, param)
     return spec
+
+
+def parse_key_slices(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> dict[str, Any] | None:
+    """``("lm_head.weight=0:128,:",)`` -> ``{"lm_head.weight": [[0, 128], None]}``."""
+    from service.client._requests import normalize_slice
+
+    if not value:
+        return None
+    out: dict[str, Any] = {}
+    for item in value:
+        key, sep, text = item.rpartition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=START:STOP,...; got {item!r}", ctx, param)
+        try:
+            out[key] = normalize_slice(text, ())
+        except ValueError as exc:
+            raise click.BadParameter(f"{key}: {exc}", ctx, param) from None
+    return out

@@ -167,18 +167,20 @@ class BaseClient:
         stats: bool = True,
         histogram_bins: int = 0,
         as_numpy: bool = False,
+        slice: Mapping[str, Any] | None = None,
         **fields: Any,
     ) -> TensorSet:
         """The ``state_dict`` of a model preset (``POST /v1/model``), as its library initializes it.
 
         ``client.model("transformers/GPT2LMHeadModel", {"n_layer": 2}, seed=0)``. ``config`` holds
         the preset's fields (``models()`` lists them with their defaults); ``tensors`` the keys
-        wanted (a list or ``"key,key"``; ``None``: all of them). ``fields`` are further body
-        fields. Returns what ``module`` returns: a ``TensorSet`` keyed as the model's
+        wanted (a list or ``"key,key"``; ``None``: all of them). ``slice`` answers only part of
+        some keys: ``{"lm_head.weight": [[0, 128], None]}`` (or ``"0:128,:"``). ``fields`` are
+        further body fields. Returns what ``module`` returns: a ``TensorSet`` keyed as the model's
         ``state_dict``.
         """
         call = recipe_call(model=name, config=config, seed=seed, dtype=dtype, tensors=tensors, stats=stats,
-                           histogram_bins=histogram_bins, **fields)
+                           histogram_bins=histogram_bins, slice=slice, **fields)
         return read_tensor_set(await self._fetch(call), as_numpy)
 
     async def stats(

@@ -191,9 +191,13 @@ def override_list(overrides: Any) -> list[dict[str, Any]]:
 
 
 def model_body(model: str, options: Mapping[str, Any]) -> dict[str, Any]:
-    """``{"model", "config", "seed", "dtype", "tensors", ...}``: ``tensors`` (the keys wanted) may be
-    a list or ``"key,key"``; ``config`` a mapping of the preset's fields."""
+    """``{"model", "config", "seed", "dtype", "tensors", "slice", ...}``: ``tensors`` (the keys wanted)
+    may be a list or ``"key,key"``; ``config`` a mapping of the preset's fields; ``slice`` a mapping
+    key -> that key's slice in any form ``normalize_slice`` takes (``"0:128,:"``, ``[[0, 128], None]``,
+    ``(slice(0, 128), None)``; every stop given: the client does not know the shapes)."""
     body: dict[str, Any] = {"model": model, **options}
+    if isinstance(body.get("slice"), Mapping):
+        body["slice"] = {key: normalize_slice(value, ()) for key, value in body["slice"].items()}
     if isinstance(body.get("tensors"), str):
         body["tensors"] = [key.strip() for key in body["tensors"].split(",") if key.strip()]
     elif body.get("tensors") is not None:
