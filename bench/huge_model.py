@@ -17,6 +17,14 @@ such. A correctness check first: the service's ``model.layers.1.mlp.down_proj.we
 2-layer config equals the in-process build's.
 
 Prints a markdown table for ``BENCHMARKS.md``.
+
+    python -m bench.huge_model --whole-streamed [--layers 4] [--repeats 2]
+
+The whole state_dict of the default config (or its first ``--layers`` decoder layers) in bfloat16,
+``stats: false``, to ``curl -o /dev/null``, with ``INITSVC_MAX_REQUEST_BYTES`` raised: made in
+parallel from jumped generators and streamed in bounded memory. Throughput (body bytes / time)
+and the server's peak RSS above its RSS before the request; after a first request that records
+the build.
 """
 
 from __future__ import annotations
@@ -65,10 +73,38 @@ def in_process(layers: int, repeats: int) -> float:
     return statistics.median(times)
 
 
+def whole_streamed(layers: int | None, repeats: int) -> None:
+    config = {} if layers is None else {"num_hidden_layers": layers}
+    body = {"model": MODEL, "config": config, "seed": 0, "stats": False, "dtype": "bfloat16"}
+    with serve(env={"INITSVC_MAX_REQUEST_BYTES": str(64 << 30)}) as (url, proc):
+        first, size = post(url, body)
+        runs, peaks = [], []
+        for _ in range(repeats):
+            before = rss_bytes(proc.pid)
+            reset_peak_rss(proc.pid)
+            elapsed, _ = post(url, body)
+            runs.append(elapsed)
+            peaks.append(peak_rss_bytes(proc.pid) - before)
+    t = statistics.median(runs)
+    what = "default config (32 layers)" if layers is None else f"first {layers} of 32 decoder layers"
+    print(f"Machine: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}")
+    print()
+    print(f"| Llama-2-7B, {what}, bfloat16, whole, `stats: false` | body | time | throughput | peak RSS above idle |")
+    print("|---|---|---|---|---|")
+    print(f"| first request (records the build) | {size / 1e9:.2f} GB | {first:.2f} s | {size / first / 1e9:.2f} GB/s | |")
+    print(f"| median of {repeats} later requests | {size / 1e9:.2f} GB | {t:.2f} s | {size / t / 1e9:.2f} GB/s "
+          f"| {max(peaks) / 2**20:.0f} MiB |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--whole-streamed", action="store_true", help="the whole state_dict, streamed (see above)")
+    parser.add_argument("--layers", type=int, default=None, help="with --whole-streamed: a prefix of decoder layers")
     args = parser.parse_args()
+    if args.whole_streamed:
+        whole_streamed(args.layers, args.repeats)
+        return
 
     small = {"model": MODEL, "config": {"num_hidden_layers": 2}, "seed": 0, "stats": False,
              "tensors": ["model.layers.1.mlp.down_proj.weight"]}
