@@ -1,4 +1,4 @@
-"""torch-free formulas the engine and the portable-v1 core share: fans and gains.
+"""torch-free formulas the engine and the portable-v1 core share: fans, gains and the truncation constant.
 
 Plain Python (no torch, no numpy), so ``/v1/fans``, the stats and the torch-free client
 distribution (``clients/python``) use one copy; ``tests/test_catalog.py`` and
@@ -36,6 +36,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
+
+# ---- the truncation constant ----------------------------------------------------------------------
+
+# stddev of the standard normal truncated to (-2, 2), as JAX's variance_scaling comments it:
+# variance_scaling's truncated_normal draws N(0, (sqrt(v) / 0.8796...)²) cut at ±2 std, whose std is sqrt(v).
+TRUNCATED_NORMAL_STD_2SIGMA = 0.87962566103423978
 
 # ---- fans -----------------------------------------------------------------------------------
 

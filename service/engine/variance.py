@@ -24,7 +24,7 @@ from service.engine.fans import compute_fans
 
 # Standard deviation of a standard normal truncated to (-2, 2), as JAX's variance_scaling
 # comments it; dividing by it makes the *truncated* distribution's std equal sqrt(v).
-TRUNCATED_NORMAL_STD_2SIGMA = 0.87962566103423978
+from service.formulas import TRUNCATED_NORMAL_STD_2SIGMA
 
 VARIANCE_MODES: tuple[str, ...] = ("fan_in", "fan_out", "fan_avg")
 DISTRIBUTIONS: tuple[str, ...] = ("truncated_normal", "normal", "uniform")

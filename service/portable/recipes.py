@@ -46,12 +46,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import SupportsIndex
 
-from service.formulas import LEAKY_RELU_DEFAULT_SLOPE, NONLINEARITIES, calculate_gain, compute_fans
+from service.formulas import (
+    LEAKY_RELU_DEFAULT_SLOPE,
+    NONLINEARITIES,
+    TRUNCATED_NORMAL_STD_2SIGMA,
+    calculate_gain,
+    compute_fans,
+)
 
-FAMILIES = ("uniform", "normal", "truncated", "sparse", "deterministic")
-
-# stddev of the standard normal truncated to (-2, 2), as JAX's variance_scaling comments it
-TRUNCATED_STD_CORRECTION = 0.87962566103423978
 MIN_WINDOW_PROBABILITY = 1e-4
 
 _ANY, _MATRIX, _AT_LEAST_2D, _CONV = "any", "2d", ">=2d", "3-5d"
@@ -81,7 +83,6 @@ _SCHEMES: dict[str, tuple[dict[str, object], str]] = {
     "lecun_normal": ({}, _AT_LEAST_2D),
 }
 SCHEMES: tuple[str, ...] = tuple(_SCHEMES)
-PORTABLE_SCHEMES: tuple[str, ...] = tuple(s for s in _SCHEMES if s != "orthogonal")
 VARIANCE_MODES = ("fan_in", "fan_out", "fan_avg")
 DISTRIBUTIONS = ("truncated_normal", "normal", "uniform")
 
@@ -296,7 +297,7 @@ def _variance(scheme: str, scale: float, mode: str, shape: Sequence[int]) -> flo
 def _variance_plan(scheme: str, scale: float, mode: str, distribution: str, shape) -> PortablePlan:
     v = _variance(scheme, scale, mode, shape)
     if distribution == "truncated_normal":
-        std = math.sqrt(v) / TRUNCATED_STD_CORRECTION
+        std = math.sqrt(v) / TRUNCATED_NORMAL_STD_2SIGMA
         return _truncated(scheme, 0.0, std, -2.0, 2.0, -2.0, 2.0)
     if distribution == "normal":
         return PortablePlan(scheme, "normal", mean=0.0, std=math.sqrt(v))
