@@ -111,12 +111,24 @@ def plan_chunks(op: Op, n: int, threads: int, dtype: torch.dtype = torch.float32
         ideal.append(float(n))
         bounds = [0]
         for i in range(1, threads):
-            prev_finish = lambda u: jumps[i - 1] + g * (CHUNK_UNIT * u - bounds[-1])  # noqa: E731
-            finish = lambda u: mt19937.jump_seconds(d * u) + g * (ideal[i + 1] - CHUNK_UNIT * u)  # noqa: E731
-            u = min(_candidates(ideal[i] / CHUNK_UNIT), key=lambda u: max(prev_finish(u), finish(u)))
+            u = _pick_unit(ideal[i] / CHUNK_UNIT, jumps[i - 1], bounds[-1], ideal[i + 1], d)
             bounds.append(CHUNK_UNIT * u)
             jumps[i] = mt19937.jump_seconds(d * u)
     return [0, *sorted({s for s in bounds if 0 < s <= limit}), n]
+
+
+def _pick_unit(target: float, prev_jump: float, prev_start: int, next_ideal: float, d: int) -> int:
+    """The u near ``target`` whose bound 624·u minimises the later finish of the two threads it
+    separates: the one before (jump ``prev_jump``, chunk from ``prev_start``) and the one after
+    (jump to draw d·624·u, chunk up to ``next_ideal``)."""
+    g = ELEMENT_S
+
+    def later_finish(u: int) -> float:
+        prev_finish = prev_jump + g * (CHUNK_UNIT * u - prev_start)
+        finish = mt19937.jump_seconds(d * u) + g * (next_ideal - CHUNK_UNIT * u)
+        return max(prev_finish, finish)
+
+    return min(_candidates(target), key=later_finish)
 
 
 def _candidates(target: float) -> set[int]:

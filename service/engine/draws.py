@@ -28,7 +28,7 @@ from typing import Literal
 import torch
 
 Op = Literal["uniform", "normal"]
-OPS: tuple[str, ...] = ("uniform", "normal")
+OPS: tuple[Op, ...] = ("uniform", "normal")
 DTYPES: tuple[torch.dtype, ...] = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 BLOCK = 16  # normal_fill's Box–Muller block: 8 pairs (j, j + 8)
 

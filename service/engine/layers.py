@@ -206,6 +206,8 @@ def _norm(owner: nn.Module, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, 
 
 
 def _recurrent(owner: nn.Module, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, tuple[str, Distribution]]:
+    if not isinstance(owner, (nn.RNNBase, nn.RNNCellBase)):
+        raise TypeError(f"_recurrent describes RNN modules; got {type(owner).__name__}")
     bound = 1.0 / math.sqrt(owner.hidden_size) if owner.hidden_size > 0 else 0.0
     return {key: _uniform(bound, shape) for key, shape in shapes.items()}
 
@@ -216,6 +218,8 @@ def _bilinear(owner: nn.Module, shapes: Mapping[str, tuple[int, ...]]) -> dict[s
 
 
 def _prelu(owner: nn.Module, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, tuple[str, Distribution]]:
+    if not isinstance(owner, nn.PReLU):
+        raise TypeError(f"_prelu describes nn.PReLU; got {type(owner).__name__}")
     return {"weight": ("constant", describe("constant", {"val": float(owner.init)}, shapes["weight"]))}
 
 

@@ -19,7 +19,7 @@ import torch
 
 from service.engine import chunked, pieces
 from service.engine.distributions import Distribution, describe
-from service.engine.draws import BLOCK, draws_consumed, draws_per_element, generation_range
+from service.engine.draws import BLOCK, Op, draws_consumed, draws_per_element, generation_range
 from service.engine.portable import portable_fill
 from service.engine.rng import DTYPES, Streams, compute_dtype, open_streams
 from service.engine.schemes import SCHEMES
@@ -164,7 +164,7 @@ def _sliced_shape(spec: TensorSpec) -> tuple[int, ...]:
 def _flat_range(shape: tuple[int, ...], bounds: tuple[tuple[int, int], ...]) -> tuple[int, int] | None:
     """[a, b) of the flat tensor when the slice is one contiguous run of it, else ``None``:
     the dimensions after the last partial one are whole, and those before it are single indices."""
-    partial = [i for i, ((start, stop), size) in enumerate(zip(bounds, shape)) if (start, stop) != (0, size)]
+    partial = [i for i, ((start, stop), size) in enumerate(zip(bounds, shape, strict=True)) if (start, stop) != (0, size)]
     if not partial:
         return 0, math.prod(shape)
     k = partial[-1]
@@ -205,27 +205,32 @@ def make_tensor(
     n = math.prod(spec.shape)
     if spec.rng == "portable-v1":
         return _make_portable(spec, dist, streams.seed, device, on_ready)
-    op = dist.draw[0] if dist.draw is not None else None
-    eligible = (
+    # (op, p1, p2, stream position in draws) when the fast path applies, else None.
+    fast: tuple[Op, float, float, int] | None = None
+    self_test_fallback = False
+    if (
         device.type == "cpu"
-        and op is not None
+        and dist.draw is not None
         and streams.draws is not None
         and n > 0
         and (spec.slice is not None or n >= chunked.PARALLEL_MIN_ELEMENTS)
-    )
-    fast = eligible and pieces.supported(op, dtype, n)
-    # The start-up self-test found chunked generation of this op/dtype unlike serial torch here.
-    self_test_fallback = eligible and not fast and pieces.supported(op, dtype, max(n, BLOCK)) is False
+    ):
+        op, p1, p2 = dist.draw
+        if pieces.supported(op, dtype, n):
+            fast = (op, p1, p2, streams.draws)
+        else:
+            # The start-up self-test found chunked generation of this op/dtype unlike serial torch here.
+            self_test_fallback = pieces.supported(op, dtype, max(n, BLOCK)) is False
     messages: list[str] = []
-    if fast and spec.slice is not None:
-        _, p1, p2 = dist.draw
+    if fast is not None and spec.slice is not None:
+        op, p1, p2, start = fast
         flat_range = _flat_range(spec.shape, spec.slice)
         if flat_range is not None and flat_range[1] > flat_range[0]:
             # One contiguous run: generate [s, e) ⊇ [a, b) in parallel pieces from draw d·s.
             a, b = flat_range
             s, e = generation_range(op, n, a, b)
             run = torch.empty(e - s, dtype=dtype)
-            base = streams.draws + draws_per_element(dtype) * s
+            base = start + draws_per_element(dtype) * s
             pieces.fill_in_pieces_(run, op, p1, p2, streams.seed, base, threads, None, cancelled)
             t = run[a - s : b - s].view(_sliced_shape(spec))
             generation = {"threads": threads, "slice": "direct"}
@@ -235,15 +240,15 @@ def make_tensor(
             t = torch.empty(_sliced_shape(spec), dtype=dtype)
             selected = chunked.selected_ok(op, dtype)
             chunked.fill_slice(
-                t, op, p1, p2, streams.seed, spec.shape, list(spec.slice), streams.draws, threads if selected else 1
+                t, op, p1, p2, streams.seed, spec.shape, list(spec.slice), start, threads if selected else 1
             )
             generation = {"threads": threads if selected else 1, "slice": "direct"}
         streams.advance(draws_consumed(op, dtype, n))
         stats_acc = StatsAccumulator(t.reshape(-1)) if spec.with_stats else None
         if on_ready is not None:
             on_ready(t, t.numel())
-    elif fast:
-        _, p1, p2 = dist.draw
+    elif fast is not None:
+        op, p1, p2, start = fast
         t = torch.empty(spec.shape, dtype=dtype)
         flat = t.view(-1)
         stats_acc = StatsAccumulator(flat) if spec.with_stats else None
@@ -254,7 +259,7 @@ def make_tensor(
             if on_ready is not None:
                 on_ready(t, elements)
 
-        pieces.fill_in_pieces_(flat, op, p1, p2, streams.seed, streams.draws, threads, ready, cancelled)
+        pieces.fill_in_pieces_(flat, op, p1, p2, streams.seed, start, threads, ready, cancelled)
         streams.advance(draws_consumed(op, dtype, n))
         generation = {"threads": threads}
     else:

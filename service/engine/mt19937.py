@@ -51,12 +51,13 @@ TWIST_S = 23e-6
 PASS_S = 1.5e-3
 DIRECT_TWIST_BITS = 7
 
+_FIELDS: tuple[str, ...] = (
+    "initial_seed", "left", "seeded", "next", "words", "normal_x", "normal_y",
+    "normal_rho", "normal_is_valid", "float_normal", "float_normal_is_valid",
+)
 _LAYOUT = np.dtype(
     {
-        "names": [
-            "initial_seed", "left", "seeded", "next", "words", "normal_x", "normal_y",
-            "normal_rho", "normal_is_valid", "float_normal", "float_normal_is_valid",
-        ],
+        "names": list(_FIELDS),
         "formats": ["<u8", "<i4", "<i4", "<u8", ("<u8", N), "<f8", "<f8", "<f8", "<i4", "<f4", "u1"],
         "offsets": [0, 8, 12, 16, 24, 5016, 5024, 5032, 5040, 5048, 5052],
         "itemsize": STATE_BYTES,
@@ -89,14 +90,14 @@ def decode_state(state: torch.Tensor) -> MTState:
     rec = np.frombuffer(raw, dtype=_LAYOUT)[0]
     words = rec["words"].astype(np.uint32)
     words.flags.writeable = False
-    scalars = {name: rec[name].item() for name in _LAYOUT.names if name != "words"}
+    scalars = {name: rec[name].item() for name in _FIELDS if name != "words"}
     return MTState(words=words, **scalars)
 
 
 def encode_state(state: MTState) -> torch.Tensor:
     """Encode an ``MTState`` as the uint8 tensor ``Generator.set_state`` takes (padding zeroed)."""
     rec = np.zeros(1, dtype=_LAYOUT)
-    for field in _LAYOUT.names:
+    for field in _FIELDS:
         rec[field] = getattr(state, field)
     return torch.frombuffer(bytearray(rec.tobytes()), dtype=torch.uint8)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 import torch
@@ -50,7 +51,7 @@ def plan_runs(full_shape: Sequence[int], slice_bounds: Sequence[tuple[int, int]]
             f"slice_bounds needs one (start, end) per dimension of {list(full_shape)}; "
             f"got {len(slice_bounds)}"
         )
-    for dim, ((s, e), size) in enumerate(zip(slice_bounds, full_shape)):
+    for dim, ((s, e), size) in enumerate(zip(slice_bounds, full_shape, strict=True)):
         if not 0 <= s <= e <= size:
             raise ValueError(f"slice_bounds[{dim}] must satisfy 0 <= start <= end <= {size}; got {(s, e)}")
     shape = tuple(e - s for s, e in slice_bounds)
@@ -92,7 +93,7 @@ def fill_runs(
         g = mt19937.load_state(cursor.state(base_draws + d * s))
         done = e
         cuts = _cuts(plan, op, s, e, lo, hi)
-        for x, y in zip(cuts, cuts[1:]):
+        for x, y in pairwise(cuts):
             r = int(np.searchsorted(plan.starts, x, side="right")) - 1
             if r >= 0 and y <= plan.starts[r] + plan.length:  # the piece lies inside run r
                 o = r * plan.length + x - int(plan.starts[r])
@@ -109,7 +110,7 @@ def _groups(plan: RunPlan, op: Op, d: int) -> list[tuple[int, int, int, int]]:
     gaps = starts[1:] - (starts[:-1] + length)
     splits = [0, *(np.flatnonzero(gaps * d >= SKIP_MIN_DRAWS) + 1).tolist(), starts.size]
     groups: list[tuple[int, int, int, int]] = []
-    for lo, hi in zip(splits, splits[1:]):
+    for lo, hi in pairwise(splits):
         s, e = generation_range(op, plan.total, int(starts[lo]), int(starts[hi - 1]) + length)
         if groups and s <= groups[-1][1]:  # widened ranges touch: one generator for both
             s0, _, lo0, _ = groups.pop()
