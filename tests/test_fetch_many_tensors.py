@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load
 
 from service.codec.header import decode_header
-from tests.torch_reference import _GLOBAL_RNG, DTYPES, _apply, as_bytes
+from tests.torch_reference import as_bytes, torch_script
 
 VIT = [
     {"name": "cls_token", "shape": [1, 1, 24], "init": {"scheme": "trunc_normal", "std": 0.02}},
@@ -21,30 +21,6 @@ VIT = [
     {"name": "head.bias", "shape": [10], "init": {"scheme": "uniform", "a": -0.1, "b": 0.1}, "dtype": "float16"},
     {"name": "ortho", "shape": [6, 8], "init": {"scheme": "orthogonal"}},
 ]
-
-
-def torch_script(entries, seed, dtype="float32"):
-    """docs/api.md §4.4: torch.manual_seed(seed), then each tensor in order; an own seed uses a fresh stream."""
-    out = {}
-    with _GLOBAL_RNG:
-        previous = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            torch.manual_seed(seed)
-            for e in entries:
-                t = torch.empty(e["shape"], dtype=DTYPES[e.get("dtype", dtype)])
-                params = {k: v for k, v in e["init"].items() if k != "scheme"}
-                if "seed" in e:
-                    state = torch.get_rng_state()
-                    torch.manual_seed(e["seed"])
-                    _apply(t, e["init"]["scheme"], params)
-                    torch.set_rng_state(state)
-                else:
-                    _apply(t, e["init"]["scheme"], params)
-                out[e["name"]] = t
-        finally:
-            torch.set_num_threads(previous)
-    return out
 
 
 @pytest.mark.parametrize("seed", [0, 2**32 + 1, 2**64 - 1])

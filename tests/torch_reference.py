@@ -90,3 +90,27 @@ def reference(shape, scheme, params=None, dtype="float32", seed=0, device="cpu")
 def as_bytes(t: torch.Tensor) -> bytes:
     """Bytes, not values: ``torch.equal`` calls 0.0 and -0.0 equal."""
     return t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+
+
+def torch_script(entries, seed, dtype="float32"):
+    """docs/api.md §4.4: torch.manual_seed(seed), then each tensor in order; an own seed uses a fresh stream."""
+    out = {}
+    with _GLOBAL_RNG:
+        previous = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            torch.manual_seed(seed)
+            for e in entries:
+                t = torch.empty(e["shape"], dtype=DTYPES[e.get("dtype", dtype)])
+                params = {k: v for k, v in e["init"].items() if k != "scheme"}
+                if "seed" in e:
+                    state = torch.get_rng_state()
+                    torch.manual_seed(e["seed"])
+                    _apply(t, e["init"]["scheme"], params)
+                    torch.set_rng_state(state)
+                else:
+                    _apply(t, e["init"]["scheme"], params)
+                out[e["name"]] = t
+        finally:
+            torch.set_num_threads(previous)
+    return out
