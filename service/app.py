@@ -28,10 +28,10 @@ from starlette.routing import BaseRoute, Mount, Route
 
 import service
 from service.api import handlers, openapi
-from service.api.auth import ApiKeyMiddleware, PublicPaths
-from service.api.body_limit import BodyLimitMiddleware
-from service.api.metrics import Metrics, MetricsMiddleware
-from service.api.request_log import RequestLogMiddleware, configure_logging
+from service.api.middleware.auth import ApiKeyMiddleware, PublicPaths
+from service.api.middleware.body_limit import BodyLimitMiddleware
+from service.api.middleware.metrics import Metrics, MetricsMiddleware
+from service.api.middleware.request_log import RequestLogMiddleware, configure_logging
 from service.api.routes import catalog, health, metrics, models, modules, playground, tensors
 from service.engine import chunked
 from service.presets import accounting as preset_accounting

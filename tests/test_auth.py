@@ -8,7 +8,7 @@ import socket
 import httpx
 import pytest
 
-from service.api.auth import ApiKeyMiddleware, presented_keys
+from service.api.middleware.auth import ApiKeyMiddleware, presented_keys
 from service.settings import Settings
 from tests.conftest import live_server
 

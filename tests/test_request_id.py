@@ -9,7 +9,7 @@ import re
 import httpx
 import pytest
 
-from service.api.request_log import JsonFormatter, RequestIdFilter, request_id_from
+from service.api.middleware.request_log import JsonFormatter, RequestIdFilter, request_id_from
 from tests.conftest import live_server
 
 UUID_HEX = re.compile(r"^[0-9a-f]{32}$")
@@ -110,7 +110,7 @@ def test_text_access_line_is_one_line_even_for_a_path_with_cr_lf(capsys):
 
 
 def test_other_records_written_during_a_request_get_its_id():
-    from service.api import request_log
+    from service.api.middleware import request_log
 
     token = request_log._REQUEST_ID.set("inner-7")
     try:

@@ -31,7 +31,7 @@ from pydantic import BaseModel
 from pydantic_settings import BaseSettings
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.request_log import current_request_id
+from service.api.middleware.request_log import current_request_id
 from service.errors import (
     DeviceUnavailable,
     LimitExceeded,

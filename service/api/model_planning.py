@@ -29,10 +29,10 @@ import torch
 from service.api.planning import Plan, check_slice, sliced_shape
 from service.engine.checks import check_size
 from service.engine.devices import base_provenance
+from service.engine.maker import Output
 from service.engine.rng import DTYPES, draw_seed
 from service.errors import LimitExceeded, RecipeError
 from service.presets import PRESETS, ConfigError, Preset, PresetEntry, accounting
-from service.engine.maker import Output
 from service.presets.accounting import Slice, Unit
 from service.presets.replay import TooManyTensors, meta_entries
 from service.schemas.models import ModelRequest
@@ -159,7 +159,10 @@ def check_cuts(
             raise RecipeError.at(("slice", key), _no_such_key(key, entries))
         if tensors is not None and key not in tensors:
             raise RecipeError.at(("slice", key), f"{key!r} is not in 'tensors'; slice only keys the answer has")
-        cuts[key] = check_slice(bounds, by_key[key].shape, ("slice", key))
+        checked = check_slice(bounds, by_key[key].shape, ("slice", key))
+        if checked is None:  # the schema allows no null here; a null slice of a key is no slice
+            raise RecipeError.at(("slice", key), "a slice needs one [start, stop] or null per dimension; got null")
+        cuts[key] = checked
     return cuts
 
 
@@ -205,7 +208,7 @@ def plan_generation(preset: Preset, config: Mapping[str, Any], chosen: list[Pres
     generation: dict[str, Any] = {"path": "jumped"}
     if sliced.regenerated:
         generation["regenerated"] = [
-            {"op": "torch.nn.init.trunc_normal_", "elements": rec.ops[i].target.numel} for i in sliced.regenerated
+            {"op": "torch.nn.init.trunc_normal_", "elements": rec.ops[i].draw_target.numel} for i in sliced.regenerated
         ]
     if subset:
         return Generation(slice=sliced, provenance=generation, build_warnings=list(rec.warnings))

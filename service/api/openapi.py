@@ -28,7 +28,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from service.api.auth import PublicPaths
+from service.api.middleware.auth import PublicPaths
 from service.api.query import TOP_LEVEL
 from service.schemas.recipes import RECIPE_MODELS, GainSpec
 from service.schemas.requests import TensorRequest

@@ -1,4 +1,4 @@
-"""``GET /metrics``: the app's Prometheus metrics (see ``service.api.metrics`` for the list)."""
+"""``GET /metrics``: the app's Prometheus metrics (see ``service.api.middleware.metrics`` for the list)."""
 
 from __future__ import annotations
 

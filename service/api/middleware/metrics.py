@@ -35,7 +35,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.request_log import content_length
+from service.api.middleware.request_log import content_length
 
 UNMATCHED = "<unmatched>"
 # Any token is a valid HTTP method; labels take these, and OTHER for the rest (bounded cardinality).

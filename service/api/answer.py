@@ -1,6 +1,8 @@
-"""Serve a plan: the conditional check, admission, the device worker, then the response.
+"""The one place a plan becomes a response: the conditional check (ETag, 304/412), admission, the
+device worker, then the body (HEAD, streaming, headers).
 
-Every endpoint that makes tensors (``/v1/tensor``, ``/v1/tensors``, ``/v1/module``) ends here.
+Every endpoint that makes tensors (``/v1/tensor``, ``/v1/tensors``, ``/v1/module``, ``/v1/model``)
+ends here: routes parse, plan (``service.api.*planning``), then call ``answer``.
 """
 
 from __future__ import annotations
