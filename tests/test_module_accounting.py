@@ -5,8 +5,8 @@
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
 import struct
+from collections import OrderedDict
 
 import pytest
 import safetensors.torch
@@ -42,7 +42,7 @@ def test_each_key_made_alone_equals_the_serial_stack(type_):
              LayerCall("c", "Embedding", {"num_embeddings": 9, "embedding_dim": 5})]
     torch.manual_seed(SEED)
     layers = [LAYER_CLASSES[c.type](**c.kwargs) for c in calls]
-    whole = torch.nn.Sequential(OrderedDict(zip("abc", layers))).state_dict()
+    whole = torch.nn.Sequential(OrderedDict(zip("abc", layers, strict=True))).state_dict()
     rec = accounting.stack_recording(calls, "float32")
     assert list(rec.keys) == list(whole)
     for key in whole:

@@ -91,7 +91,7 @@ def plan_slice(rec: Recording, keys: Sequence[str]) -> Slice:
         if op.kind == "trunc_normal" and op.index < last:
             regenerated.append(op.index)
     storages = sorted({s for i in needed for s in rec.ops[i].writes | rec.ops[i].reads} | {rec.keys[k].sid for k in keys})
-    scratch = sum(3 * rec.ops[i].target.numel * rec.ops[i].target.dtype.itemsize for i in regenerated)
+    scratch = sum(3 * rec.ops[i].draw_target.numel * rec.ops[i].draw_target.dtype.itemsize for i in regenerated)
     nbytes = sum(rec.storages[s].nbytes for s in storages) + scratch
     return Slice(tuple(keys), tuple(needed), tuple(storages), tuple(regenerated), nbytes)
 
@@ -140,7 +140,13 @@ def _law_args(op: Op) -> tuple[float, float]:
     rest = list(op.args[1:3])
     names = ("from", "to") if op.law == "uniform" else ("mean", "std")
     defaults = (0.0, 1.0)
-    return tuple(rest[i] if i < len(rest) else op.kwargs.get(names[i], defaults[i]) for i in range(2))  # type: ignore[return-value]
+    return tuple(rest[i] if i < len(rest) else op.kwargs.get(names[i], defaults[i]) for i in range(2))
+
+
+def _trunc_normal_(op: Op, tensor: torch.Tensor, generator: torch.Generator) -> None:
+    """Run a recorded ``trunc_normal_`` op on ``tensor``: its (mean, std, a, b) as recorded."""
+    _, mean, std, a, b = op.args
+    torch.nn.init.trunc_normal_(tensor, mean, std, a, b, generator=generator)
 
 
 class StreamWalk:
@@ -182,15 +188,16 @@ class StreamWalk:
             self._states[op.index] = pos.generator().get_state()
         if op.index == self.last:
             return
-        t = op.target
+        t = op.draw_target
         if op.kind == "trunc_normal":  # unaccountable: run it alone; where it stops is the new known state
             g = torch.Generator()
             g.set_state(self._states[op.index] if op.index in self._states else pos.generator().get_state())
-            torch.nn.init.trunc_normal_(torch.empty_strided(t.size, t.stride, dtype=t.dtype), *op.args[1:], generator=g)
+            _trunc_normal_(op, torch.empty_strided(t.size, t.stride, dtype=t.dtype), g)
             self._pos = _Position(mt19937.decode_state(g.get_state()))
             return
-        draws, cached_after = fill_draws(op.law, t.dtype, t.numel, t.contiguous(), pos.cached())
-        if op.law == "normal" and uses_double_normal(t.numel, t.contiguous()):
+        law = op.draw_law
+        draws, cached_after = fill_draws(law, t.dtype, t.numel, t.contiguous(), pos.cached())
+        if law == "normal" and uses_double_normal(t.numel, t.contiguous()):
             pos.cache = ("pair", pos.draws + draws - PAIR_DRAWS) if cached_after else None
         pos.draws += draws
 
@@ -237,10 +244,10 @@ def make(rec: Recording, sl: Slice, seed: int, walk: StreamWalk | None = None) -
                 (sid,) = op.writes
                 real[sid] = op.args[0].clone()
             elif op.kind == "trunc_normal":
-                torch.nn.init.trunc_normal_(view(op.args[0]), *op.args[1:], generator=gens[i])
+                _trunc_normal_(op, view(op.args[0]), gens[i])
             elif op.law is not None:
                 a, b = _law_args(op)
-                t = view(op.target)
+                t = view(op.draw_target)
                 (t.uniform_ if op.law == "uniform" else t.normal_)(a, b, generator=gens[i])
             else:
                 result = op.func(*resolve(op.args), **{k: resolve(v) for k, v in op.kwargs.items()})
@@ -308,7 +315,7 @@ def plan_units(rec: Recording, keys: Sequence[str], piece_elements: int = PIECE_
         cuts = list(range(0, ref.numel, piece_elements))
         if ref.numel - cuts[-1] < 16:  # the last piece keeps torch's tail rule: at least 16 elements
             cuts.pop()
-        for start, stop in zip(cuts, [*cuts[1:], ref.numel]):
+        for start, stop in zip(cuts, [*cuts[1:], ref.numel], strict=True):
             units.append(Unit(key, sl, start, stop, op.index, (stop - start) * ref.dtype.itemsize))
     return units
 
@@ -318,13 +325,13 @@ def make_piece(rec: Recording, unit: Unit, walk: StreamWalk, out: torch.Tensor |
     state at the op, jumped on by the draws of the elements before the piece (``engine/draws.py``:
     element i of a uniform_, or of a whole normal_ block, starts at draw d·i)."""
     op = rec.ops[unit.op]  # type: ignore[index]
-    target = op.target
+    target = op.draw_target
     state = mt19937.decode_state(walk.state(op.index))
     g = mt19937.load_state(mt19937.advance_state(state, draws_per_element(target.dtype) * unit.start))
     buf = out if out is not None and out.dtype == target.dtype else torch.empty(unit.numel, dtype=target.dtype)
     a, b = _law_args(op)
     with torch.no_grad():
-        fill_serial_(buf, op.law, a, b, g)  # type: ignore[arg-type]
+        fill_serial_(buf, op.draw_law, a, b, g)
     return buf
 
 
@@ -349,7 +356,7 @@ def make_sliced(rec: Recording, key: str, bounds: Sequence[tuple[int, int]], wal
     if plan.starts.size == 0:
         return torch.empty(plan.shape, dtype=ref.dtype)
     first, last = int(plan.starts[0]), int(plan.starts[-1]) + plan.length
-    s, e = generation_range(op.law, ref.numel, first, last)  # type: ignore[arg-type]
+    s, e = generation_range(op.draw_law, ref.numel, first, last)
     unit = Unit(key, plan_slice(rec, [key]), s, e, op.index, (e - s) * ref.dtype.itemsize)
     buf = make_piece(rec, unit, walk)
     idx = (plan.starts[:, None] - s) + np.arange(plan.length, dtype=np.int64)

@@ -34,6 +34,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
 
 from service.engine.draws import DTYPES
+from service.engine.draws import Op as Law
 
 aten = torch.ops.aten
 
@@ -43,7 +44,7 @@ OVERWRITE = {
     aten.copy_.default,
 }
 # Accounted RNG ops: (law, fresh output?) -- factories draw into a new tensor as empty().op_().
-ACCOUNTED = {
+ACCOUNTED: dict[Any, tuple[Law, bool]] = {
     aten.uniform_.default: ("uniform", False),
     aten.normal_.default: ("normal", False),
     aten.rand.default: ("uniform", True),
@@ -79,7 +80,7 @@ class Ref:
 
     def contiguous(self) -> bool:
         expected = 1
-        for size, stride in reversed(list(zip(self.size, self.stride))):
+        for size, stride in reversed(list(zip(self.size, self.stride, strict=True))):
             if size != 1 and stride != expected:
                 return False
             expected *= size
@@ -112,10 +113,24 @@ class Op:
     writes: frozenset[int]
     kills: frozenset[int]  # storages whose previous content this op overwrites without reading
     outputs: tuple[tuple[int, Ref], ...] = ()  # (position in the flattened result, fresh storage)
-    law: str | None = None
+    law: Law | None = None
     target: Ref | None = None
     draws_rng: bool = False
     reason: str = ""
+
+    @property
+    def draw_target(self) -> Ref:
+        """``target``, on an op known to fill one (a draw of an accounted dtype, ``trunc_normal_``)."""
+        if self.target is None:
+            raise ValueError(f"op {self.index} ({self.kind}, {self.func}) fills no recorded tensor")
+        return self.target
+
+    @property
+    def draw_law(self) -> Law:
+        """``law``, on an op known to be an accounted draw."""
+        if self.law is None:
+            raise ValueError(f"op {self.index} ({self.kind}, {self.func}) is not an accounted draw")
+        return self.law
 
 
 @dataclass
@@ -149,7 +164,9 @@ class _Recorder(TorchDispatchMode):
             self.rec.storages[sid] = Storage(sid, st.nbytes() // max(t.dtype.itemsize, 1), t.dtype)
             if not fresh:
                 self._source(t, sid)
-        return Ref(sid, tuple(t.shape), tuple(t.stride()), t.storage_offset(), t.dtype)
+        # The build runs on meta with concrete sizes (nothing is traced symbolically), so the
+        # offset is a plain int; int() only narrows the SymInt in its declared type.
+        return Ref(sid, tuple(t.shape), tuple(t.stride()), int(t.storage_offset()), t.dtype)
 
     def _source(self, t: torch.Tensor, sid: int) -> None:
         """A storage first seen as an input: a constant if its value is at hand, else opaque."""
@@ -186,7 +203,7 @@ class _Recorder(TorchDispatchMode):
                 has_generator, generator = True, value
         flat_out, _ = tree_flatten(out)
         fresh_pos = [
-            i for i, (r, o) in enumerate(zip(schema.returns, flat_out))
+            i for i, (r, o) in enumerate(zip(schema.returns, flat_out, strict=True))
             if r.alias_info is None and isinstance(o, torch.Tensor)
         ] if len(schema.returns) == len(flat_out) else []
         if not written and not fresh_pos:

@@ -40,15 +40,12 @@ from typing import Any
 import torch
 
 from service.codec.body import tensor_bytes_view
-
 from service.engine.distributions import Distribution
 from service.engine.maker import MadeTensor, TensorSpec, captured_warnings
 from service.engine.rng import DTYPES
 from service.engine.stats import expected_fields, observe
 from service.presets import Preset
-from service.presets.accounting import (
-    Slice, StreamWalk, Unit, make, make_piece, make_sliced, plan_slice, recording,
-)
+from service.presets.accounting import Slice, StreamWalk, Unit, make, make_piece, make_sliced, plan_slice, recording
 from service.presets.replay import replay
 from service.workers.buffers import PinnedBuffers
 from service.workers.streaming import Segments, deliver
