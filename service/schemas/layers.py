@@ -14,12 +14,12 @@ live in ``layers_conv``; recurrent, attention and transformer layers in ``layers
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import Field, PlainValidator, ValidationInfo, WithJsonSchema, create_model, field_validator
 from pydantic_core import PydanticCustomError
 
-from service.schemas.layers_conv import SPATIAL_LAYERS, Eps, Inplace, LayerModel, Probability, Size, SIZE_MAX
+from service.schemas.layers_conv import SIZE_MAX, SPATIAL_LAYERS, Eps, Inplace, LayerModel, Probability, Size
 from service.schemas.layers_sequence import SEQUENCE_LAYERS
 from service.schemas.recipes import Number
 
@@ -210,7 +210,9 @@ class _InstanceNormBase(_BatchNormBase):
 
 def _norm_model(base: type[LayerModel], name: str) -> type[LayerModel]:
     doc = f"``torch.nn.{name}``: weight ones, bias zeros; running_mean zeros, running_var ones, num_batches_tracked 0."
-    return create_model(name, __base__=base, __doc__=doc, __module__=__name__, type=(Literal[name], ...))  # type: ignore[call-overload]
+    # Literal[name] of a runtime name is a value, not a type mypy can read: the definitions go in as Any.
+    fields: dict[str, Any] = {"type": (Literal[name], ...)}
+    return create_model(name, __base__=base, __doc__=doc, __module__=__name__, **fields)
 
 
 BatchNorm1d, BatchNorm2d, BatchNorm3d = (_norm_model(_BatchNormBase, f"BatchNorm{d}d") for d in (1, 2, 3))
@@ -229,9 +231,11 @@ class PReLU(LayerModel):
 
 
 def _activation(name: str, doc: str, **fields: tuple[Any, Any]) -> type[LayerModel]:
-    return create_model(  # type: ignore[call-overload]
+    # Literal[name] of a runtime name is a value, not a type mypy can read: the definitions go in as Any.
+    definitions: dict[str, Any] = {"type": (Literal[name], ...), **fields}
+    return create_model(
         name, __base__=LayerModel, __doc__=f"``torch.nn.{name}``: {doc} No parameters.", __module__=__name__,
-        type=(Literal[name], ...), **fields,
+        **definitions,
     )
 
 
@@ -275,10 +279,11 @@ LAYER_MODEL_LIST: tuple[type[LayerModel], ...] = (
 
 # Type name -> model, in catalog order.
 LAYER_MODELS: dict[str, type[LayerModel]] = {
-    model.model_fields["type"].annotation.__args__[0]: model for model in LAYER_MODEL_LIST  # type: ignore[union-attr]
+    get_args(model.model_fields["type"].annotation)[0]: model for model in LAYER_MODEL_LIST
 }
 
+# A union over the runtime tuple above: ``X | Y`` cannot spell it and mypy cannot read it as a type.
 LayerSpec = Annotated[
-    Union[LAYER_MODEL_LIST],  # type: ignore[valid-type]
+    Union[LAYER_MODEL_LIST],  # type: ignore[valid-type]  # noqa: UP007
     Field(discriminator="type", description="A torch.nn layer: 'type' and its constructor's keyword arguments."),
 ]

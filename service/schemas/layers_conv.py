@@ -14,7 +14,7 @@ ConvTranspose's output_padding against stride) belong to the layer's input, not 
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, PlainValidator, ValidationInfo, WithJsonSchema, create_model, field_validator
 from pydantic_core import PydanticCustomError
@@ -79,6 +79,11 @@ class LayerModel(StrictModel):
 class _Conv(LayerModel):
     dims: ClassVar[int]
     transposed: ClassVar[bool]
+    if TYPE_CHECKING:  # fields ``_conv_model`` adds per class (declared here, they would come first)
+        in_channels: int
+        out_channels: int
+        kernel_size: int | tuple[int, ...]
+        groups: int
 
     @field_validator("padding", check_fields=False)
     @classmethod
@@ -107,11 +112,11 @@ class _Conv(LayerModel):
         return value
 
     def largest_elements(self) -> int:
-        kernel = math.prod(_as_tuple(self.kernel_size, self.dims))  # type: ignore[attr-defined]
-        a, b = self.in_channels, self.out_channels  # type: ignore[attr-defined]
+        kernel = math.prod(_as_tuple(self.kernel_size, self.dims))
+        a, b = self.in_channels, self.out_channels
         if self.transposed:  # weight [in, out / groups, *kernel]
-            return a * (b // self.groups) * kernel  # type: ignore[attr-defined]
-        return b * (a // self.groups) * kernel  # type: ignore[attr-defined]
+            return a * (b // self.groups) * kernel
+        return b * (a // self.groups) * kernel
 
 
 def _conv_model(dims: int, transposed: bool) -> type[LayerModel]:
@@ -122,7 +127,7 @@ def _conv_model(dims: int, transposed: bool) -> type[LayerModel]:
     )
     pos, size = spatial(dims, 1), spatial(dims, 0)
     fields: dict[str, Any] = {
-        "type": (Literal[name], ...),  # type: ignore[valid-type]
+        "type": (Literal[name], ...),
         "in_channels": (Size, Field(description="Number of channels in the input image.")),
         "out_channels": (Size, Field(description="Number of channels produced by the convolution.")),
         "kernel_size": (pos, Field(description="Size of the convolving kernel.")),
@@ -147,7 +152,7 @@ def _conv_model(dims: int, transposed: bool) -> type[LayerModel]:
             Literal["zeros", "reflect", "replicate", "circular"],
             Field("zeros", description="'zeros', 'reflect', 'replicate' or 'circular'."),
         )
-    model = create_model(name, __base__=_Conv, __doc__=doc, **fields)  # type: ignore[call-overload]
+    model = create_model(name, __base__=_Conv, __doc__=doc, **fields)
     model.dims, model.transposed = dims, transposed
     return model
 
@@ -160,9 +165,9 @@ def _pool_model(kind: str, dims: int) -> type[LayerModel]:
     name = f"{kind}{dims}d"
     pos, size = spatial(dims, 1), spatial(dims, 0)
     fields: dict[str, Any] = {
-        "type": (Literal[name], ...),  # type: ignore[valid-type]
+        "type": (Literal[name], ...),
         "kernel_size": (pos, Field(description="The size of the window.")),
-        "stride": (pos | None, Field(None, description="The stride of the window; null means kernel_size.")),  # type: ignore[operator]
+        "stride": (pos | None, Field(None, description="The stride of the window; null means kernel_size.")),
         "padding": (size, Field(0, description="Implicit padding added on both sides.")),
     }
     if kind == "MaxPool":
@@ -173,8 +178,8 @@ def _pool_model(kind: str, dims: int) -> type[LayerModel]:
         fields["ceil_mode"] = (bool, Field(False, description="Use ceil instead of floor to compute the output shape."))
         fields["count_include_pad"] = (bool, Field(True, description="Include the zero-padding in the averaging."))
         if dims == 2:
-            fields["divisor_override"] = (Size | None, Field(None, description="If given, the divisor; otherwise the pooling region's size."))  # type: ignore[operator]
-    return create_model(name, __base__=LayerModel, __doc__=f"``torch.nn.{name}``: no parameters.", **fields)  # type: ignore[call-overload]
+            fields["divisor_override"] = (Size | None, Field(None, description="If given, the divisor; otherwise the pooling region's size."))
+    return create_model(name, __base__=LayerModel, __doc__=f"``torch.nn.{name}``: no parameters.", **fields)
 
 
 MaxPool1d, MaxPool2d = _pool_model("MaxPool", 1), _pool_model("MaxPool", 2)

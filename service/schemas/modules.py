@@ -14,7 +14,7 @@ replayed normalized request builds the same module, and two orders never share a
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Union
+from typing import Annotated, Any
 
 from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
@@ -36,10 +36,10 @@ def _layers_form(value: Any) -> str | None:
 
 
 Layers = Annotated[
-    Union[
-        Annotated[list[LayerSpec], Tag("list"), Field(min_length=1)],
-        Annotated[dict[LayerName, LayerSpec], Tag("object"), Field(min_length=1)],
-    ],
+    (
+        Annotated[list[LayerSpec], Tag("list"), Field(min_length=1)]
+        | Annotated[dict[LayerName, LayerSpec], Tag("object"), Field(min_length=1)]
+    ),
     Discriminator(
         _layers_form,
         custom_error_type="layers_form",

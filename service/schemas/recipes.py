@@ -8,9 +8,8 @@ booleans are never numbers (torch rejects ``True`` as a slope too).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
-
 import math
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -92,18 +91,26 @@ def _gain_validator(minimum: float | None):
     return validate
 
 
-def _gain_type(minimum: float | None, description: str):
+def _gain_json_schema(minimum: float | None, description: str) -> WithJsonSchema:
     number: dict[str, Any] = {"type": "number"} if minimum is None else {"type": "number", "minimum": minimum}
-    return Annotated[
-        Union[float, dict[str, Any]],  # a GainSpec, kept as its plain dict
-        PlainValidator(_gain_validator(minimum)),
-        WithJsonSchema({"anyOf": [number, _GAIN_SPEC.json_schema()], "description": description}),
-        Field(description=description),
-    ]
+    return WithJsonSchema({"anyOf": [number, _GAIN_SPEC.json_schema()], "description": description})
 
 
-Gain = _gain_type(0.0, "A number (>= 0), or {nonlinearity, param} meaning calculate_gain(nonlinearity, param).")
-SignedGain = _gain_type(None, "Optional scaling factor: a number, or {nonlinearity, param} meaning calculate_gain(...).")
+_GAIN = "A number (>= 0), or {nonlinearity, param} meaning calculate_gain(nonlinearity, param)."
+_SIGNED_GAIN = "Optional scaling factor: a number, or {nonlinearity, param} meaning calculate_gain(...)."
+# A number, or a GainSpec kept as its plain dict.
+Gain = Annotated[
+    float | dict[str, Any],
+    PlainValidator(_gain_validator(0.0)),
+    _gain_json_schema(0.0, _GAIN),
+    Field(description=_GAIN),
+]
+SignedGain = Annotated[
+    float | dict[str, Any],
+    PlainValidator(_gain_validator(None)),
+    _gain_json_schema(None, _SIGNED_GAIN),
+    Field(description=_SIGNED_GAIN),
+]
 
 
 def _greater(field: str, other: str, strict: bool):
@@ -275,17 +282,17 @@ class LecunNormalInit(StrictModel):
 
 
 InitRecipe = Annotated[
-    Union[
-        UniformInit, NormalInit, TruncNormalInit, ConstantInit, OnesInit, ZerosInit, EyeInit, DiracInit,
-        XavierUniformInit, XavierNormalInit, KaimingUniformInit, KaimingNormalInit, OrthogonalInit,
-        SparseInit, VarianceScalingInit, LecunUniformInit, LecunNormalInit, TruncNormalTFInit,
-    ],
+    (
+        UniformInit | NormalInit | TruncNormalInit | ConstantInit | OnesInit | ZerosInit | EyeInit | DiracInit
+        | XavierUniformInit | XavierNormalInit | KaimingUniformInit | KaimingNormalInit | OrthogonalInit
+        | SparseInit | VarianceScalingInit | LecunUniformInit | LecunNormalInit | TruncNormalTFInit
+    ),
     Field(discriminator="scheme", description="The initializer and its parameters, discriminated on 'scheme'."),
 ]
 
+# Scheme name -> model: InitRecipe's union members, each keyed by its Literal ``scheme``.
 RECIPE_MODELS: dict[str, type[StrictModel]] = {
-    model.model_fields["scheme"].annotation.__args__[0]: model  # type: ignore[union-attr]
-    for model in InitRecipe.__origin__.__args__  # type: ignore[attr-defined]
+    get_args(model.model_fields["scheme"].annotation)[0]: model for model in get_args(get_args(InitRecipe)[0])
 }
 
 
