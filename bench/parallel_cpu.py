@@ -19,6 +19,7 @@ is printed instead, marked ``*``; the bracket after each row says how many batch
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import os
 import sys
@@ -97,21 +98,27 @@ def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
     return torch.equal(a.reshape(-1).view(torch.uint8), b.reshape(-1).view(torch.uint8))
 
 
+def _parallel(op: str, threads: int, t: torch.Tensor) -> torch.Tensor:
+    return chunked.parallel_fill_(t, op, 0.0, 1.0, SEED, threads)
+
+
 def bench_fill(n: int, threads: int, reps: int, max_other: float, patience: float) -> None:
     for op in ("uniform", "normal"):
-        par = lambda t: chunked.parallel_fill_(t, op, 0.0, 1.0, SEED, threads)  # noqa: E731
-        expected = _serial(op, torch.empty(n))
-        print(f"{op}_ float32, identical: {_same(par(torch.empty(n)), expected)}")
-        del expected
-        fresh_s = _timed(lambda: _serial(op, torch.empty(n)), reps, max_other, patience)
-        fresh_p = _timed(lambda: par(torch.empty(n)), reps, max_other, patience)
-        _row(f"  {op}_ fresh tensor", fresh_s, fresh_p, f"parallel({threads})")
-        t = torch.empty(n)
-        t.fill_(0.0)
-        touched_s = _timed(lambda: _serial(op, t), reps, max_other, patience)
-        touched_p = _timed(lambda: par(t), reps, max_other, patience)
-        _row(f"  {op}_ pre-touched", touched_s, touched_p, f"parallel({threads})")
-        del t
+        _bench_fill_op(op, n, threads, reps, max_other, patience)
+
+
+def _bench_fill_op(op: str, n: int, threads: int, reps: int, max_other: float, patience: float) -> None:
+    expected = _serial(op, torch.empty(n))
+    print(f"{op}_ float32, identical: {_same(_parallel(op, threads, torch.empty(n)), expected)}")
+    del expected
+    fresh_s = _timed(lambda: _serial(op, torch.empty(n)), reps, max_other, patience)
+    fresh_p = _timed(lambda: _parallel(op, threads, torch.empty(n)), reps, max_other, patience)
+    _row(f"  {op}_ fresh tensor", fresh_s, fresh_p, f"parallel({threads})")
+    t = torch.empty(n)
+    t.fill_(0.0)
+    touched_s = _timed(lambda: _serial(op, t), reps, max_other, patience)
+    touched_p = _timed(lambda: _parallel(op, threads, t), reps, max_other, patience)
+    _row(f"  {op}_ pre-touched", touched_s, touched_p, f"parallel({threads})")
 
 
 def bench_slice(n: int, reps: int, max_other: float, patience: float) -> None:
@@ -124,15 +131,26 @@ def bench_slice(n: int, reps: int, max_other: float, patience: float) -> None:
             ("last 1/8 of rows", [(rows - rows // 8, rows), (0, cols)]),
             ("last 1/8 of columns", [(0, rows), (cols - cols // 8, cols)]),
         ]:
-            out = torch.empty([e - s for s, e in bounds])
-            fetch = lambda: chunked.fill_slice(out, op, 0.0, 1.0, SEED, shape, bounds)  # noqa: E731
-            fetch()
-            ok = _same(out, full[tuple(slice(s, e) for s, e in bounds)])
-            whole = _timed(lambda: _serial(op, full), reps, max_other, patience)
-            part = _timed(fetch, reps, max_other, patience)
-            _row(f"  {op}_ {label} {list(out.shape)}", whole, part, "fill_slice")
-            print(f"    identical to full[...]: {ok}")
+            _bench_slice_one(op, label, full, bounds, reps, max_other, patience)
         del full
+
+
+def _bench_slice_one(
+    op: str, label: str, full: torch.Tensor, bounds: list[tuple[int, int]], reps: int, max_other: float, patience: float
+) -> None:
+    """Fetch ``full[bounds]`` with ``fill_slice`` against regenerating ``full`` (pre-touched) serially."""
+    shape = tuple(full.shape)
+    out = torch.empty([e - s for s, e in bounds])
+
+    def fetch() -> torch.Tensor:
+        return chunked.fill_slice(out, op, 0.0, 1.0, SEED, shape, bounds)
+
+    fetch()
+    ok = _same(out, full[tuple(slice(s, e) for s, e in bounds)])
+    whole = _timed(lambda: _serial(op, full), reps, max_other, patience)
+    part = _timed(fetch, reps, max_other, patience)
+    _row(f"  {op}_ {label} {list(out.shape)}", whole, part, "fill_slice")
+    print(f"    identical to full[...]: {ok}")
 
 
 def bench_break_even(threads: int, reps: int, max_other: float, patience: float) -> None:
@@ -141,15 +159,17 @@ def bench_break_even(threads: int, reps: int, max_other: float, patience: float)
     try:
         for op in ("uniform", "normal"):
             for k in range(16, 26):
-                n = 1 << k
-                t = torch.empty(n)
-                t.fill_(0.0)
-                s = _timed(lambda: _serial(op, t), max(reps, 5), max_other, patience)
-                par = lambda: chunked.parallel_fill_(t, op, 0.0, 1.0, SEED, threads)  # noqa: E731
-                p = _timed(par, max(reps, 5), max_other, patience)
-                _row(f"  {op}_ 2^{k} pre-touched", s, p, f"parallel({threads})")
+                _break_even_row(op, k, threads, max(reps, 5), max_other, patience)
     finally:
         chunked.PARALLEL_MIN_ELEMENTS = saved
+
+
+def _break_even_row(op: str, k: int, threads: int, reps: int, max_other: float, patience: float) -> None:
+    t = torch.empty(1 << k)
+    t.fill_(0.0)
+    s = _timed(lambda: _serial(op, t), reps, max_other, patience)
+    p = _timed(lambda: _parallel(op, threads, t), reps, max_other, patience)
+    _row(f"  {op}_ 2^{k} pre-touched", s, p, f"parallel({threads})")
 
 
 def main() -> None:
@@ -174,7 +194,7 @@ def main() -> None:
     print(f"one-time set-up (characteristic polynomial, jump table, self-test): {init_ms:.0f} ms; "
           f"self-test all passed: {all(passed.values())}")
     for draws in (1 << 20, 1 << 28, 10**12):
-        jt = _timed(lambda: mt19937.generator_at(SEED, draws), 3, 1e9, 0.0)
+        jt = _timed(functools.partial(mt19937.generator_at, SEED, draws), 3, 1e9, 0.0)
         print(f"generator_at(seed, {draws}): {jt[0] * 1e3:.1f} ms")
     print(f"parallel_fill_ serial below {chunked.PARALLEL_MIN_ELEMENTS} elements")
     bench_fill(n, args.threads, args.reps, args.max_other_cores, args.patience_s)
