@@ -91,7 +91,7 @@ def main() -> None:
     print(f"Machine: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__} "
           f"(CPU capability {torch.backends.cpu.get_cpu_capability()}), {torch.get_num_threads()} intra-op threads")
     print()
-    print("| GPT-2 small (124 M parameters), seed 0 | median of %d | ratio |" % args.repeats)
+    print(f"| GPT-2 small (124 M parameters), seed 0 | median of {args.repeats} | ratio |")
     print("|---|---|---|")
     print(f"| transformers `GPT2LMHeadModel(GPT2Config())` in process | {ref:.2f} s | 1.00 |")
     print(f"| `POST /v1/model` end to end (curl, {size / 1e6:.0f} MB body) | {svc:.2f} s | {ref / svc:.2f}x as fast |")

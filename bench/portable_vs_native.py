@@ -18,12 +18,14 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import service.app  # noqa: E402,F401  (sets MKL_CBWR before torch loads)
 
+# isort: split
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
@@ -50,6 +52,23 @@ def best_of(reps: int, fn) -> float:
     return min(times)
 
 
+def _paths(kind: str, n: int) -> dict[str, Callable[[], object]]:
+    """The three ways to make n float32 ``kind`` values, each a call to time."""
+    recipe = {"scheme": kind}
+    cpu = torch.device("cpu")
+
+    def native() -> None:
+        g = torch.Generator().manual_seed(0)
+        t = torch.empty(n)
+        (t.uniform_ if kind == "uniform" else t.normal_)(generator=g)
+
+    return {
+        "torch native": native,
+        "torch engine": lambda: portable_fill([n], recipe, 0, 0, torch.float32, cpu),
+        "numpy core": lambda: generate(recipe, [n], 0),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--log2n", type=int, default=26, help="elements = 2^log2n (default 26)")
@@ -59,7 +78,6 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     n = 1 << args.log2n
-    cpu = torch.device("cpu")
 
     print(f"command: python {' '.join(sys.argv)}")
     print(f"cpu: {cpu_name()}, {os.cpu_count()} logical cores, "
@@ -69,18 +87,7 @@ def main() -> None:
     print()
     print(f"{'kind':8} {'path':14} {'seconds':>8} {'M elem/s':>9} {'time / native':>14}")
     for kind in ("uniform", "normal"):
-        recipe = {"scheme": kind}
-
-        def native() -> None:
-            g = torch.Generator().manual_seed(0)
-            t = torch.empty(n)
-            (t.uniform_ if kind == "uniform" else t.normal_)(generator=g)
-
-        paths = {
-            "torch native": native,
-            "torch engine": lambda: portable_fill([n], recipe, 0, 0, torch.float32, cpu),
-            "numpy core": lambda: generate(recipe, [n], 0),
-        }
+        paths = _paths(kind, n)
         base = None
         for name, fn in paths.items():
             s = best_of(args.reps, fn)
