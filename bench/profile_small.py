@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from fastapi import FastAPI, Response  # noqa: E402
 
 import service.app  # noqa: E402,F401  (MKL_CBWR before torch)
-from service.api.planning import plan_tensor  # noqa: E402
 from service.app import create_app  # noqa: E402
+from service.planning.tensors import plan_tensor  # noqa: E402
 from service.schemas.requests import TensorRequest  # noqa: E402
 from service.settings import Settings  # noqa: E402
 

@@ -62,7 +62,7 @@ def curl_post(url: str, body: dict) -> float:
 def in_process_fill(n: int, threads: int):
     """A callable that makes ``normal`` of ``n`` float32 as the server's job does (the engine's
     parallel fill over ``threads``), without stats."""
-    from service.api.planning import build_spec
+    from service.planning.tensors import build_spec
     from service.schemas.requests import TensorRequest
     from service.settings import Settings
     from service.workers.jobs import TensorJob, run_tensor_job

@@ -15,7 +15,7 @@ import pytest
 import safetensors.torch
 import torch
 
-from service.api.model_planning import plan_entries, plan_generation
+from service.planning.models import plan_entries, plan_generation
 from service.presets import PRESETS, accounting
 from service.presets.replay import replay
 from service.settings import Settings

@@ -2,7 +2,7 @@
 device worker, then the body (HEAD, streaming, headers).
 
 Every endpoint that makes tensors (``/v1/tensor``, ``/v1/tensors``, ``/v1/module``, ``/v1/model``)
-ends here: routes parse, plan (``service.api.*planning``), then call ``answer``.
+ends here: routes parse, plan (``service.planning``), then call ``answer``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from service.api.delivery import (
     safetensors_response,
     wants_json,
 )
-from service.api.planning import Plan
+from service.planning.plan import Plan
 from service.workers.pool import WorkerPool
 from service.workers.streaming import Segments, deliver
 

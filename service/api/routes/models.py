@@ -15,10 +15,10 @@ from starlette.concurrency import run_in_threadpool
 from service.api.answer import answer
 from service.api.deps import PoolDep, SettingsDep
 from service.api.handlers import ERROR_RESPONSES
-from service.api.model_planning import find_preset, plan_model
 from service.api.routes.tensors import BINARY_RESPONSE, URL_RESPONSE, cache_control
 from service.engine.devices import base_provenance
 from service.errors import RecipeError
+from service.planning.models import find_preset, plan_model
 from service.presets import PRESETS, Field, Preset
 from service.presets.base import summary
 from service.presets.replay import meta_entries

@@ -15,12 +15,12 @@ from starlette.concurrency import run_in_threadpool
 from service.api.answer import answer
 from service.api.deps import PoolDep, SettingsDep
 from service.api.handlers import ERROR_RESPONSES
-from service.api.module_planning import plan_module
 from service.api.routes.tensors import BINARY_RESPONSE
 from service.engine.layers import PARAMETER_FREE, LayerCall, default_distributions, meta_layer, state_entries
 from service.engine.rng import DTYPES
 from service.engine.stats import expected_fields
 from service.errors import LimitExceeded
+from service.planning.modules import plan_module
 from service.schemas.layers import LAYER_MODELS
 from service.schemas.modules import ModuleRequest
 

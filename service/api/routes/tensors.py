@@ -7,8 +7,9 @@ from fastapi import APIRouter, Request, Response
 from service.api.answer import answer
 from service.api.deps import PoolDep, SettingsDep
 from service.api.handlers import ERROR_RESPONSES
-from service.api.planning import Plan, plan_tensor, plan_tensors
 from service.api.query import request_from_query
+from service.planning.plan import Plan
+from service.planning.tensors import plan_tensor, plan_tensors
 from service.schemas.requests import TensorRequest, TensorsRequest
 
 router = APIRouter(prefix="/v1", tags=["tensors"])

@@ -21,12 +21,13 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from service.api.planning import Plan, check_request_bytes, scheme_provenance
 from service.engine.checks import check_recipe, check_size
 from service.engine.devices import base_provenance
 from service.engine.layers import LayerCall, StateEntry, meta_entries, name_problem
 from service.engine.rng import DTYPES, draw_seed
 from service.errors import LimitExceeded, Problem, RecipeError
+from service.planning.plan import Plan
+from service.planning.tensors import check_request_bytes, scheme_provenance
 from service.presets import accounting
 from service.presets.accounting import Slice
 from service.schemas.layers_conv import LayerModel

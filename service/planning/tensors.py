@@ -7,17 +7,14 @@ provenance, so it is known before generation and equal for every response with t
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from service.codec.header import dumps
 from service.engine.checks import check_recipe, check_size, tensor_bytes
 from service.engine.devices import base_provenance, mkl_cbwr
-from service.engine.maker import MadeTensor, Output, TensorSpec, may_warn
+from service.engine.maker import Output, TensorSpec, may_warn
 from service.engine.rng import compute_dtype, draw_seed
 from service.errors import LimitExceeded, Problem, RecipeError
+from service.planning.plan import Plan
 from service.portable import (
     PortableError,
     PortableUnsupportedError,
@@ -27,40 +24,8 @@ from service.portable import (
 from service.schemas.recipes import recipe_params
 from service.schemas.requests import TensorRequest, TensorsRequest
 from service.settings import Settings
-from service.workers.jobs import TensorJob, run_tensor_job
+from service.workers.jobs import TensorJob
 from service.workers.pool import WorkerPool
-
-
-@dataclass
-class Plan:
-    """What a route hands to ``answer``: a job for the device's worker and how to label the result.
-
-    ``run(job)`` runs on the worker thread of ``device`` and returns the made tensors in order.
-    """
-
-    job: Any
-    device: str
-    seed: int
-    request: dict[str, Any]  # the normalized request, seed filled in
-    provenance: dict[str, Any]
-    nbytes: int
-    filename: str
-    seeded: bool  # the client gave the seed (so the answer never changes)
-    concrete_device: bool  # the client named the device type (not "auto")
-    run: Callable[..., Sequence[MadeTensor]] = run_tensor_job
-    # Streamable plans (stats: false, nothing that can warn) get their header before the job runs:
-    # ``run(job, segments, True, buffers)`` then queues each piece as it is made.
-    streamable: bool = False
-    outputs: list[Output] = field(default_factory=list)
-    etag_base: str = field(default="")
-
-    def __post_init__(self) -> None:
-        if not self.etag_base:
-            digest = hashlib.sha256(dumps({"request": self.request, "provenance": self.provenance}).encode())
-            self.etag_base = digest.hexdigest()[:32]
-
-    def etag(self, representation: str) -> str:
-        return f'"{self.etag_base}-{representation}"'
 
 
 def check_shape(shape: list[int], settings: Settings, loc: tuple = ("shape",)) -> tuple[int, ...]:

@@ -26,12 +26,13 @@ from typing import Any
 
 import torch
 
-from service.api.planning import Plan, check_slice, sliced_shape
 from service.engine.checks import check_size
 from service.engine.devices import base_provenance
 from service.engine.maker import Output
 from service.engine.rng import DTYPES, draw_seed
 from service.errors import LimitExceeded, RecipeError
+from service.planning.plan import Plan
+from service.planning.tensors import check_slice, sliced_shape
 from service.presets import PRESETS, ConfigError, Preset, PresetEntry, accounting
 from service.presets.accounting import Slice, Unit
 from service.presets.replay import TooManyTensors, meta_entries
