@@ -139,13 +139,14 @@ def add_middleware(app: FastAPI, settings: Settings) -> None:
     """The middleware stack, outermost first (Starlette's ServerErrorMiddleware is always outside it):
 
     RequestLogMiddleware   X-Request-ID in and out, one access line: sees every answer below, 401/413 included
+    UnexpectedError...     a bug below it is a JSON 500 with the request id (handlers.py), connection kept
     MetricsMiddleware      requests, latency, bytes as they go out, by route template
     CORSMiddleware         only with INITSVC_CORS_ORIGINS; outside auth, so preflights need no key and a
                            401 still carries the CORS headers a browser needs to read it
     ApiKeyMiddleware       only with INITSVC_API_KEYS; before the body limit, so a client without a key
                            learns nothing about limits and no body of theirs is read
-    BodyLimitMiddleware    innermost of ours, still outside routing: a body over the limit is refused
-                           before FastAPI reads it whole
+    BodyLimitMiddleware    still outside routing: a body over the limit is refused before FastAPI reads it
+    UnexpectedError...     innermost (handlers.install): a route's bug is a 500 the metrics count
 
     Starlette wraps in reverse order of ``add_middleware`` calls, so they are added innermost first.
     """
@@ -169,6 +170,9 @@ def add_middleware(app: FastAPI, settings: Settings) -> None:
             expose_headers=CORS_EXPOSED_HEADERS,
         )
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics, routes=app.router.routes)
+    # A bug in any middleware below is still a JSON 500 with the request id (handlers.install adds the
+    # same guard innermost, so the metrics count the 500s that routes raise).
+    app.add_middleware(handlers.UnexpectedErrorMiddleware)
     app.add_middleware(RequestLogMiddleware)
 
 

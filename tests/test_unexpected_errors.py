@@ -160,3 +160,18 @@ def test_what_torch_raises_on_a_recipe_is_a_422_naming_the_field(server, method,
     detail = r.json()["detail"]
     assert [e["loc"] for e in detail] == [loc], detail
     assert "zeros" in detail[0]["msg"] and "IndexError" in detail[0]["msg"] and "[3, 4]" in detail[0]["msg"]
+
+
+def test_a_bug_in_a_middleware_is_a_json_500_with_the_request_id(monkeypatch, caplog):
+    from service.api.middleware.body_limit import BodyLimitMiddleware
+
+    async def broken(self, scope, receive, send):
+        raise Boom("the body limit broke")
+
+    monkeypatch.setattr(BodyLimitMiddleware, "__call__", broken)
+    caplog.set_level(logging.ERROR, logger="initsvc")
+    with live_server() as s, httpx.Client(base_url=s.url, timeout=60) as client:
+        r = client.post("/v1/tensor", json=BODY, headers={"X-Request-ID": "bug-middleware"})
+        assert r.status_code == 500 and r.headers["content-type"] == "application/json"
+        assert r.json()["request_id"] == "bug-middleware" == r.headers["x-request-id"]
+    assert any(rec.exc_info and isinstance(rec.exc_info[1], Boom) for rec in caplog.records)
