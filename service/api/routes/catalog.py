@@ -19,6 +19,7 @@ from service.engine.gains import calculate_gain
 from service.errors import RecipeError
 from service.presets import accounting as preset_accounting
 from service.schemas.recipes import RECIPE_MODELS, Nonlinearity
+from service.schemas.responses import DevicesAnswer, SchemeCatalog
 
 router = APIRouter(prefix="/v1", tags=["catalog"])
 
@@ -48,7 +49,7 @@ def _parameters(scheme: str) -> list[dict[str, Any]]:
     return params
 
 
-@router.get("/schemes")
+@router.get("/schemes", response_model=SchemeCatalog)
 async def list_schemes() -> dict[str, Any]:
     """Every init scheme: its parameters (types, defaults, constraints), shape rule, formula, the torch
     call it reproduces, what `stats.expected` reports, and the `rng` modes that serve it."""
@@ -96,7 +97,7 @@ async def fans(
     return FansAnswer(fan_in=f.fan_in, fan_out=f.fan_out, receptive_field=f.receptive_field)
 
 
-@router.get("/devices")
+@router.get("/devices", response_model=DevicesAnswer, response_model_exclude_unset=True)
 async def devices(pool: PoolDep, settings: SettingsDep) -> dict[str, Any]:
     """Devices this server can use, which one `auto` means, and the torch version."""
     listed = []

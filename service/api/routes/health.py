@@ -6,17 +6,22 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from service.api.deps import PoolDep
+from service.schemas.responses import Health, Readiness
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
-async def healthz() -> dict[str, str]:
+async def healthz() -> Health:
     """Liveness: the event loop answers (it never runs torch work)."""
-    return {"status": "ok"}
+    return Health(status="ok")
 
 
-@router.get("/readyz", responses={503: {"description": "A device worker is down or the server is draining."}})
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "A device worker is down or the server is draining."}},
+)
 async def readyz(pool: PoolDep) -> JSONResponse:
     """Readiness: every device worker is up and the server is accepting requests."""
     workers = {name: w.alive for name, w in pool.workers.items()}

@@ -27,7 +27,7 @@ from service.schemas.models import ModelRequest, ModelsCatalog
 router = APIRouter(prefix="/v1", tags=["models"])
 
 # A name the path cannot hold (a newline, say) matches no route.
-NO_SUCH_PATH = {404: {"description": "No route matches the path (a preset name with characters a path cannot hold)."}}
+NO_SUCH_PATH: dict[int | str, dict[str, Any]] = {404: {"description": "No route matches the path (a preset name with characters a path cannot hold)."}}
 # Query parameters of the GET form that are not config fields.
 REQUEST_PARAMETERS = ("seed", "dtype", "stats", "tensors", "histogram_bins", "rng")
 _INT = re.compile(r"^[+-]?[0-9]+$")
@@ -165,7 +165,7 @@ async def head_model(name: str, request: Request, settings: SettingsDep, pool: P
 
 @functools.cache
 def _catalog() -> dict[str, Any]:
-    models = {}
+    models: dict[str, dict[str, Any]] = {}
     for name, preset in PRESETS.items():
         entries = meta_entries(preset, preset.defaults())
         models[name] = {

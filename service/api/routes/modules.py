@@ -23,6 +23,7 @@ from service.errors import LimitExceeded
 from service.planning.modules import plan_module
 from service.schemas.layers import LAYER_MODELS
 from service.schemas.modules import ModuleRequest
+from service.schemas.responses import LayerCatalog, LayerStateDict
 
 router = APIRouter(prefix="/v1", tags=["modules"])
 
@@ -125,7 +126,7 @@ def _describe_layer(layer: Any, dtype: str, max_elements: int) -> dict[str, Any]
         raise LimitExceeded(f"this {layer.type} would have a tensor of {largest} elements", largest, max_elements, "INITSVC_MAX_ELEMENTS")
     module = meta_layer(LayerCall("layer", layer.type, layer.arguments()), DTYPES[dtype])
     defaults = default_distributions(module)
-    entries = []
+    entries: list[dict[str, Any]] = []
     for e in state_entries(module):
         scheme, dist = defaults.get(e.key, ("default", None))
         init = {"scheme": scheme, **expected_fields(dist)} if dist is not None else None
@@ -139,7 +140,11 @@ def _describe_layer(layer: Any, dtype: str, max_elements: int) -> dict[str, Any]
     }
 
 
-@router.get("/layers", responses={422: ERROR_RESPONSES[422], 413: ERROR_RESPONSES[413]})
+@router.get(
+    "/layers",
+    response_model=LayerCatalog | LayerStateDict,
+    responses={422: ERROR_RESPONSES[422], 413: ERROR_RESPONSES[413]},
+)
 async def list_layers(request: Request, settings: SettingsDep) -> dict[str, Any]:
     """The layer types `POST /v1/module` accepts, with their arguments.
 

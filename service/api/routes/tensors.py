@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request, Response
 
 from service.api.answer import answer
@@ -11,19 +13,20 @@ from service.api.query import request_from_query
 from service.planning.plan import Plan
 from service.planning.tensors import plan_tensor, plan_tensors
 from service.schemas.requests import TensorRequest, TensorsRequest
+from service.schemas.responses import TensorAnswer
 
 router = APIRouter(prefix="/v1", tags=["tensors"])
 
-_OK = {
+# ``model`` puts TensorAnswer in the components and references it as the application/json content
+# (the JSON representation, ``delivery.json_response``), next to the binary one.
+_OK: dict[str, Any] = {
     "description": "A safetensors file (default), or with `Accept: application/json` everything but the data.",
-    "content": {
-        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-        "application/json": {"schema": {"type": "object"}},
-    },
+    "model": TensorAnswer,
+    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
 }
 # If-None-Match matching the ETag: 304 for GET/HEAD, 412 for POST (RFC 9110).
-BINARY_RESPONSE = {200: _OK, 412: {"description": "If-None-Match matched this response's ETag; nothing was generated."}}
-URL_RESPONSE = {200: _OK, 304: {"description": "If-None-Match matched this response's ETag."}}
+BINARY_RESPONSE: dict[int | str, dict[str, Any]] = {200: _OK, 412: {"description": "If-None-Match matched this response's ETag; nothing was generated."}}
+URL_RESPONSE: dict[int | str, dict[str, Any]] = {200: _OK, 304: {"description": "If-None-Match matched this response's ETag."}}
 
 
 def cache_control(plan: Plan) -> str:
