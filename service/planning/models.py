@@ -18,7 +18,6 @@ In order, each step cheap enough to come before the next:
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,8 +30,8 @@ from service.engine.devices import base_provenance
 from service.engine.maker import Output
 from service.engine.rng import DTYPES, draw_seed
 from service.errors import LimitExceeded, RecipeError
+from service.planning.cuts import check_cuts, cut_entries, plan_cuts, whole_provenance
 from service.planning.plan import Plan
-from service.planning.tensors import check_slice, sliced_shape
 from service.presets import PRESETS, ConfigError, Preset, PresetEntry, accounting
 from service.presets.accounting import Slice, Unit
 from service.presets.replay import TooManyTensors, meta_entries
@@ -147,50 +146,22 @@ class Generation:
     direct_bytes: int = 0
 
 
-def check_cuts(
-    raw: Mapping[str, Any] | None, entries: list[PresetEntry], tensors: list[str] | None
-) -> dict[str, tuple[tuple[int, int], ...]]:
-    """``slice``: each key in the model (and in ``tensors`` when given), bounds within its shape."""
-    if not raw:
-        return {}
-    by_key = {e.key: e for e in entries}
-    cuts = {}
-    for key, bounds in raw.items():
-        if key not in by_key:
-            raise RecipeError.at(("slice", key), _no_such_key(key, entries))
-        if tensors is not None and key not in tensors:
-            raise RecipeError.at(("slice", key), f"{key!r} is not in 'tensors'; slice only keys the answer has")
-        checked = check_slice(bounds, by_key[key].shape, ("slice", key))
-        if checked is None:  # the schema allows no null here; a null slice of a key is no slice
-            raise RecipeError.at(("slice", key), "a slice needs one [start, stop] or null per dimension; got null")
-        cuts[key] = checked
-    return cuts
-
-
 def plan_cut_generation(
     preset: Preset, config: Mapping[str, Any], chosen: list[PresetEntry], cuts: Mapping[str, Any]
 ) -> Generation:
     """With ``slice``: a key made by one plain draw has only its part generated (``"direct"``);
     the other keys are made alone (or by the whole build) and cut (``"cut"``)."""
-    whole_reason = None
     if not accounting.usable(preset.name):
-        whole_reason = f"{preset.name} failed the accounting self-test (see /v1/devices)"
-    else:
-        rec = accounting.recording(preset, config)
-        direct = frozenset(k for k in cuts if accounting.sliceable(rec, k) is not None)
-        rest = [e.key for e in chosen if e.key not in direct]
-        sliced = accounting.plan_slice(rec, rest) if rest else None
-        if sliced is None or not sliced.whole:
-            slices = {k: "direct" if k in direct else "cut" for k in cuts}
-            direct_bytes = sum(
-                2 * rec.keys[k].numel * rec.keys[k].dtype.itemsize for k in direct
-            )  # at most the whole key, and its index
-            return Generation(
-                slice=sliced, provenance={"path": "jumped", "slices": slices}, build_warnings=list(rec.warnings),
-                direct=direct, direct_bytes=direct_bytes,
-            )
-        whole_reason = sliced.reason
-    return Generation(provenance={"path": "whole", "reason": whole_reason, "slices": {k: "cut" for k in cuts}})
+        return Generation(provenance=whole_provenance(
+            f"{preset.name} failed the accounting self-test (see /v1/devices)", cuts))
+    rec = accounting.recording(preset, config)
+    planned = plan_cuts(rec, [e.key for e in chosen], cuts)
+    if isinstance(planned, str):
+        return Generation(provenance=whole_provenance(planned, cuts))
+    return Generation(
+        slice=planned.slice, provenance=planned.provenance, build_warnings=list(rec.warnings),
+        direct=planned.direct, direct_bytes=planned.direct_bytes,
+    )
 
 
 def plan_generation(preset: Preset, config: Mapping[str, Any], chosen: list[PresetEntry], subset: bool) -> Generation:
@@ -247,10 +218,10 @@ def plan_model(req: ModelRequest, settings: Settings, pool: WorkerPool, config_l
     config, warnings = resolve_config(preset, req.config, config_loc)
     entries = plan_entries(preset, config, settings, config_loc or ("model",))
     chosen = select(entries, req.tensors)
-    cuts = check_cuts(req.slice, entries, req.tensors)
+    cuts = check_cuts(req.slice, entries, req.tensors, lambda key: _no_such_key(key, entries))
     if cuts:
         gen = plan_cut_generation(preset, config, chosen, cuts)
-        chosen = [dataclasses.replace(e, shape=sliced_shape(e.shape, cuts[e.key])) if e.key in cuts else e for e in chosen]
+        chosen = cut_entries(chosen, cuts)
     else:
         gen = plan_generation(preset, config, chosen, req.tensors is not None)
     built = None

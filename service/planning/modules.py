@@ -26,10 +26,12 @@ from service.engine.devices import base_provenance
 from service.engine.layers import LayerCall, StateEntry, meta_entries, name_problem
 from service.engine.rng import DTYPES, draw_seed
 from service.errors import LimitExceeded, Problem, RecipeError
+from service.planning.cuts import Bounds, CutPlan, check_cuts, cut_entries, plan_cuts, whole_provenance
 from service.planning.plan import Plan
 from service.planning.tensors import check_request_bytes, scheme_provenance
 from service.presets import accounting
 from service.presets.accounting import Slice
+from service.presets.recording import Recording
 from service.schemas.layers_conv import LayerModel
 from service.schemas.modules import ModuleRequest
 from service.schemas.recipes import recipe_params
@@ -137,6 +139,14 @@ def overrides_provenance(calls: list[OverrideCall], dtype: str, settings: Settin
     return extra
 
 
+def no_such_key(key: str, entries: list[StateEntry]) -> str:
+    keys = [e.key for e in entries]
+    close = difflib.get_close_matches(key, keys, n=3)
+    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    shown = ", ".join(keys[:LISTED_NAMES]) + (f", and {len(keys) - LISTED_NAMES} more" if len(keys) > LISTED_NAMES else "")
+    return f"the module has no state_dict key {key!r}; {hint}keys: {shown or 'none'}"
+
+
 def select_keys(entries: list[StateEntry], tensors: list[str] | None) -> list[StateEntry]:
     """The entries asked for, in the order asked (all, in state_dict order, without ``tensors``)."""
     if tensors is None:
@@ -146,11 +156,7 @@ def select_keys(entries: list[StateEntry], tensors: list[str] | None) -> list[St
     chosen = []
     for i, key in enumerate(tensors):
         if key not in by_key:
-            keys = [e.key for e in entries]
-            close = difflib.get_close_matches(key, keys, n=3)
-            hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
-            shown = ", ".join(keys[:LISTED_NAMES]) + (f", and {len(keys) - LISTED_NAMES} more" if len(keys) > LISTED_NAMES else "")
-            raise RecipeError.at(("tensors", i), f"the module has no state_dict key {key!r}; {hint}keys: {shown or 'none'}")
+            raise RecipeError.at(("tensors", i), no_such_key(key, entries))
         if key in seen:
             raise RecipeError.at(("tensors", i), f"{key!r} is listed more than once")
         seen.add(key)
@@ -158,22 +164,40 @@ def select_keys(entries: list[StateEntry], tensors: list[str] | None) -> list[St
     return chosen
 
 
+def stack_record(req: ModuleRequest, calls: list[LayerCall], device: str) -> Recording | str:
+    """The stack's recorded build when its keys can be made alone (the CPU, no overrides, every
+    layer type passed its self-test); else why the whole stack is built."""
+    if device != "cpu":
+        return f"keys are made alone on the CPU only; the device is {device}"
+    if req.overrides:
+        return "overrides draw after construction: the whole stack is built"
+    if not accounting.layer_usable([c.type for c in calls]):
+        failed = sorted({c.type for c in calls} - set(accounting.capability()["layer_types"]["jumped"]))
+        return f"{', '.join(failed)} failed the accounting self-test (see /v1/devices)"
+    return accounting.stack_recording(calls, req.dtype)
+
+
 def plan_subset(
     req: ModuleRequest, calls: list[LayerCall], chosen: list[StateEntry], device: str
 ) -> tuple[Slice | None, dict[str, Any]]:
     """How the job makes ``tensors``: their slice alone (``"jumped"``) or the whole stack and why."""
-    if device != "cpu":
-        return None, {"path": "whole", "reason": f"keys are made alone on the CPU only; the device is {device}"}
-    if req.overrides:
-        return None, {"path": "whole", "reason": "overrides draw after construction: the whole stack is built"}
-    if not accounting.layer_usable([c.type for c in calls]):
-        failed = sorted({c.type for c in calls} - set(accounting.capability()["layer_types"]["jumped"]))
-        return None, {"path": "whole", "reason": f"{', '.join(failed)} failed the accounting self-test (see /v1/devices)"}
-    rec = accounting.stack_recording(calls, req.dtype)
+    rec = stack_record(req, calls, device)
+    if isinstance(rec, str):
+        return None, {"path": "whole", "reason": rec}
     sliced = accounting.plan_slice(rec, [e.key for e in chosen])
     if sliced.whole:
         return None, {"path": "whole", "reason": sliced.reason}
     return sliced, {"path": "jumped"}
+
+
+def plan_module_cuts(
+    req: ModuleRequest, calls: list[LayerCall], chosen: list[StateEntry], cuts: dict[str, Bounds], device: str
+) -> CutPlan | dict[str, Any]:
+    """With ``slice``: the keys made alone, a plain draw's part generated alone (``"direct"``), the
+    others cut (``"cut"``); or the whole stack built and every sliced key cut (its provenance)."""
+    rec = stack_record(req, calls, device)
+    planned = rec if isinstance(rec, str) else plan_cuts(rec, [e.key for e in chosen], cuts)
+    return whole_provenance(planned, cuts) if isinstance(planned, str) else planned
 
 
 def plan_module(req: ModuleRequest, settings: Settings, pool: WorkerPool) -> Plan:
@@ -191,12 +215,22 @@ def plan_module(req: ModuleRequest, settings: Settings, pool: WorkerPool) -> Pla
     calls = layer_calls(req.named_layers(), req.layer_loc, settings)
     entries = stack_entries(calls, req.dtype, req.layer_loc)
     chosen = select_keys(entries, req.tensors)
-    nbytes = check_entries(entries if req.tensors is None else chosen, settings)
+    cuts = check_cuts(req.slice, entries, req.tensors, lambda key: no_such_key(key, entries))
+    nbytes = check_entries(cut_entries(entries if req.tensors is None else chosen, cuts), settings)
     overrides = override_calls(req, entries)
     extra: dict[str, Any] = {}
     sliced = None
+    direct: frozenset[str] = frozenset()
     held = nbytes
-    if req.tensors is not None:
+    if cuts:  # the answer's cut copies, and what the build allocates
+        planned = plan_module_cuts(req, calls, chosen, cuts, device)
+        if isinstance(planned, CutPlan):
+            sliced, direct, extra["generation"] = planned.slice, planned.direct, planned.provenance
+            held = nbytes + planned.built
+        else:
+            extra["generation"] = planned
+            held = nbytes + sum(e.nbytes for e in entries)
+    elif req.tensors is not None:
         sliced, extra["generation"] = plan_subset(req, calls, chosen, device)
         held = sliced.nbytes if sliced is not None else sum(e.nbytes for e in entries)
 
@@ -210,6 +244,7 @@ def plan_module(req: ModuleRequest, settings: Settings, pool: WorkerPool) -> Pla
             layers=calls, overrides=overrides, seed=seed, device=device, dtype=req.dtype,
             histogram_bins=req.histogram_bins, with_stats=req.stats, qr_threads=settings.qr_threads,
             keys=None if req.tensors is None else tuple(e.key for e in chosen), slice=sliced,
+            cuts=cuts or None, direct=direct,
         ),
         device=device,
         seed=seed,

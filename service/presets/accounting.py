@@ -34,7 +34,7 @@ import dataclasses
 import functools
 import json
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -361,6 +361,24 @@ def make_sliced(rec: Recording, key: str, bounds: Sequence[tuple[int, int]], wal
     buf = make_piece(rec, unit, walk)
     idx = (plan.starts[:, None] - s) + np.arange(plan.length, dtype=np.int64)
     return buf[torch.from_numpy(idx.reshape(-1))].reshape(plan.shape)
+
+
+def make_cuts(
+    rec: Recording, sl: Slice | None, direct: Collection[str], cuts: Mapping[str, Sequence[tuple[int, int]]], seed: int
+) -> dict[str, torch.Tensor]:
+    """The keys of ``sl`` made alone (whole), and ``full[cuts[key]]`` of each ``direct`` key
+    (``sliceable``), generating only that part: what ``slice`` on a state_dict needs."""
+    state = make(rec, sl, seed) if sl is not None and sl.keys else {}
+    if direct:
+        walk = StreamWalk(rec, [plan_slice(rec, [k]).needed[0] for k in direct], seed)
+        for key in direct:
+            state[key] = make_sliced(rec, key, cuts[key], walk)
+    return state
+
+
+def cut(t: torch.Tensor, bounds: Sequence[tuple[int, int]]) -> torch.Tensor:
+    """``t[s0:e0, s1:e1, ...]``, contiguous."""
+    return t[tuple(slice(a, b) for a, b in bounds)].contiguous()
 
 
 # --- self-test ----------------------------------------------------------------------------------

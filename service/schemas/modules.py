@@ -20,8 +20,9 @@ from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from service.schemas.layers import LayerSpec
+from service.schemas.models import Key
 from service.schemas.recipes import InitRecipe, StrictModel
-from service.schemas.requests import Device, DType, Rng, Seed
+from service.schemas.requests import Device, DType, Rng, Seed, Slice
 
 # A module name: what ``nn.Module.add_module`` accepts (no '.', not empty), printable.
 LayerName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^.\x00-\x1f\x7f]+$")]
@@ -71,11 +72,18 @@ class ModuleRequest(StrictModel):
     overrides: list[Override] = Field(
         default_factory=list, description="Init recipes applied in order to named parameters after construction."
     )
-    tensors: list[Annotated[str, Field(min_length=1, max_length=512)]] | None = Field(
+    tensors: list[Key] | None = Field(
         None, min_length=1, max_length=100_000,
         description="Only these state_dict keys, in this order (each with the same bytes as in the whole answer); "
         "null: all. On the CPU without overrides, only their part of the build is made.",
         examples=[["1.weight"]],
+    )
+    slice: dict[Key, Slice] | None = Field(
+        None, min_length=1,
+        description="Per key, only full[start0:stop0, ...] of that tensor (each key must be in 'tensors' when it is "
+        "given). On the CPU without overrides, a key whose last op is a plain uniform_/normal_ draw has only that "
+        "part generated; others are cut.",
+        examples=[{"0.weight": [[0, 128], None]}],
     )
     dtype: DType = Field("float32", description="Floating dtype the layers are built in (factory kwarg dtype=).")
     device: Device = "auto"

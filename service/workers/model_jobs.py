@@ -45,7 +45,7 @@ from service.engine.maker import MadeTensor, TensorSpec, captured_warnings
 from service.engine.rng import DTYPES
 from service.engine.stats import expected_fields, observe
 from service.presets import Preset
-from service.presets.accounting import Slice, StreamWalk, Unit, make, make_piece, make_sliced, plan_slice, recording
+from service.presets.accounting import Slice, StreamWalk, Unit, cut, make, make_cuts, make_piece, recording
 from service.presets.replay import replay
 from service.workers.buffers import PinnedBuffers
 from service.workers.streaming import Segments, deliver
@@ -108,11 +108,7 @@ def _build(job: ModelJob) -> tuple[dict[str, torch.Tensor], list[str]]:
     if job.slice is not None or job.direct:
         rec = recording(job.preset, job.config)
         with captured_warnings() as warned:
-            state = make(rec, job.slice, job.seed) if job.slice is not None and job.slice.keys else {}
-            if job.direct:
-                walk = StreamWalk(rec, [plan_slice(rec, [k]).needed[0] for k in job.direct], job.seed)
-                for key in job.direct:
-                    state[key] = make_sliced(rec, key, job.cuts[key], walk)  # type: ignore[index]
+            state = make_cuts(rec, job.slice, job.direct, job.cuts or {}, job.seed)
         return state, list(dict.fromkeys([*rec.warnings, *warned]))
     return replay(job.preset, job.config, job.seed)
 
@@ -123,7 +119,7 @@ def _made(job: ModelJob, state: Mapping[str, torch.Tensor], build_warnings: list
     for i, key in enumerate(job.keys):
         t = state[key]
         if job.cuts and key in job.cuts and key not in job.direct:
-            t = t[tuple(slice(a, b) for a, b in job.cuts[key])].contiguous()
+            t = cut(t, job.cuts[key])
         if t.is_floating_point() and t.dtype != DTYPES[job.dtype]:
             t = t.to(DTYPES[job.dtype])
         dtype = str(t.dtype).removeprefix("torch.")

@@ -13,7 +13,10 @@ parameter, so they reach ``provenance.warnings`` prefixed with that tensor's key
 With ``keys`` only those entries are answered, in that order. With ``slice`` too (planning found
 them accountable: the CPU, no overrides) only their part of the build is made, each draw from a
 generator jumped to its offset (``presets/accounting.py``), bytes identical to the whole build;
-the stack is also built on ``meta`` for the keys' layers, defaults and warnings.
+the stack is also built on ``meta`` for the keys' layers, defaults and warnings. With ``cuts``
+(the request's ``slice``) each sliced key answers ``full[...]``: ``direct`` keys (one plain draw)
+generate only that part, the others are cut from the key made whole. Stats describe the part;
+``expected`` is the layer's distribution, the same for every element.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from service.engine.layers import LayerCall, build_sequential, default_distribut
 from service.engine.maker import MadeTensor, TensorSpec, fill
 from service.engine.rng import DTYPES, compute_dtype
 from service.engine.stats import expected_fields, observe
-from service.presets.accounting import Slice, make, stack_recording
+from service.presets.accounting import Slice, cut, make_cuts, stack_recording
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,9 @@ class ModuleJob:
     qr_threads: int = 1
     keys: tuple[str, ...] | None = None  # only these entries, in this order (None: all)
     slice: Slice | None = None  # make only the keys' slice of the build (CPU, no overrides)
+    # ``slice`` of the request: key -> bounds of the part answered; ``direct`` keys generate only that part.
+    cuts: Mapping[str, tuple[tuple[int, int], ...]] | None = None
+    direct: frozenset[str] = frozenset()
 
 
 def _apply_overrides(module: torch.nn.Module, job: ModuleJob, streams: Any) -> dict[str, list[str]]:
@@ -69,10 +75,10 @@ def _apply_overrides(module: torch.nn.Module, job: ModuleJob, streams: Any) -> d
 def run_module_job(job: ModuleJob) -> list[MadeTensor]:
     device = torch.device(job.device)
     state: Mapping[str, torch.Tensor]
-    if job.slice is not None:
+    if job.slice is not None or job.direct:
         module, layer_warnings = build_sequential(job.layers, "meta", DTYPES[job.dtype])
         override_warnings: dict[str, list[str]] = {}
-        state = make(stack_recording(job.layers, job.dtype), job.slice, job.seed)
+        state = make_cuts(stack_recording(job.layers, job.dtype), job.slice, job.direct, job.cuts or {}, job.seed)
     else:
         with seeded_global_rng(job.seed, device) as streams:
             module, layer_warnings = build_sequential(job.layers, device, DTYPES[job.dtype])
@@ -99,6 +105,8 @@ def run_module_job(job: ModuleJob) -> list[MadeTensor]:
     made = []
     for entry in entries:
         t = state[entry.key]
+        if job.cuts and entry.key in job.cuts and entry.key not in job.direct:
+            t = cut(t, job.cuts[entry.key])
         if entry.key in overridden:
             o = overridden[entry.key]
             scheme, params = o.scheme, dict(o.params)
@@ -108,7 +116,7 @@ def run_module_job(job: ModuleJob) -> list[MadeTensor]:
             scheme, dist = defaults.get(entry.key, ("default", None))
             params, work = {}, entry.dtype
         spec = TensorSpec(
-            name=entry.key, shape=entry.shape, scheme=scheme, params=params, dtype=entry.dtype,
+            name=entry.key, shape=tuple(t.shape), scheme=scheme, params=params, dtype=entry.dtype,
             histogram_bins=job.histogram_bins, with_stats=job.with_stats,
         )
         stats = None
