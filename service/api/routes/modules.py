@@ -44,6 +44,7 @@ async def post_module(body: ModuleRequest, request: Request, settings: SettingsD
     422: portable mode does not cover modules in v1. Per-tensor stats compare each entry with the distribution
     its layer's `reset_parameters` draws from (or the override's). Buffers such as BatchNorm's
     `num_batches_tracked` keep their own dtype (int64).
+    `tensors` answers only some keys; `slice` (`{key: [[start, stop] | null, ...]}`) only `full[...]` of some keys.
     \f
     Planning builds the stack on `meta` (no memory, no draws) to check names, limits and overrides before the
     job is admitted; it runs in the threadpool so a long stack never blocks the event loop."""
