@@ -159,3 +159,29 @@ def test_an_empty_slice_object_is_422(http):
     r = _post(http, slice={})
     assert r.status_code == 422
     assert r.json()["detail"][0]["loc"][-1] == "slice"
+
+
+def test_client_and_cli_take_tensors_and_slice(server, references, tmp_path):
+    from click.testing import CliRunner
+
+    from service.cli import main
+    from service.client import InitClient
+
+    whole = references["float32"]
+    with InitClient(server.url) as client:
+        part = client.module(LAYERS, seed=SEED, device="cpu", tensors=["0.weight"], slice={"0.weight": [[0, 9], None]})
+        assert list(part) == ["0.weight"] and _same(part["0.weight"], whole["0.weight"][:9])
+        part = client.module(LAYERS, seed=SEED, device="cpu", tensors="2.weight,0.bias", slice={"2.weight": "3:7,1:5"})
+        assert list(part) == ["2.weight", "0.bias"]
+        assert _same(part["2.weight"], whole["2.weight"][3:7, 1:5]) and _same(part["0.bias"], whole["0.bias"])
+    layers = tmp_path / "layers.json"
+    layers.write_text(json.dumps(LAYERS))
+    out = tmp_path / "part.safetensors"
+    args = ["module", str(layers), "--seed", str(SEED), "--device", "cpu", "--tensors", "0.weight,3.weight_ih_l0",
+            "--slice", "0.weight=0:12,:", "--slice", "3.weight_ih_l0=:,2:9", "-o", str(out), "--quiet", "--url", server.url]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    got = safetensors.torch.load_file(str(out))
+    assert set(got) == {"0.weight", "3.weight_ih_l0"}
+    assert _same(got["0.weight"], whole["0.weight"][:12])
+    assert _same(got["3.weight_ih_l0"], whole["3.weight_ih_l0"][:, 2:9].contiguous())

@@ -91,6 +91,7 @@ request body {"layers": ..., "overrides": [...], "seed": ...}. Options override 
 Example:
   echo '[{"type": "Linear", "in_features": 784, "out_features": 256}, {"type": "ReLU"}]' > mlp.json
   initsvc module mlp.json --seed 0 -o mlp.safetensors
+  initsvc module mlp.json --seed 0 --tensors 0.weight --slice 0.weight=0:128,: -o rows.safetensors
 """
 
 
@@ -101,6 +102,11 @@ Example:
 @click.option("--dtype", type=click.Choice(get_args(DType)), default=None, show_default="the body's, else float32",
               help="Element type.")
 @click.option("--device", default=None, show_default="the body's, else auto", help="auto, cpu, cuda or cuda:N.")
+@click.option("--tensors", callback=parse_keys, default=None, show_default="the body's, else all", metavar="KEY,KEY",
+              help="Only these state_dict keys, comma-separated.")
+@click.option("--slice", "slice", multiple=True, callback=parse_key_slices, metavar="KEY=START:STOP,...",
+              help="Only part of a key, repeatable: --slice 0.weight=0:128,: (one start:stop or ':' per "
+              "dimension; a key of --tensors when it is given).")
 @answer_options(default="module.safetensors", show_default=True,
                 help="Where to write the state_dict as safetensors; '-' for stdout.")
 @client_options

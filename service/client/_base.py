@@ -150,11 +150,16 @@ class BaseClient:
         dtype: DType | None = None,
         device: str | None = None,
         as_numpy: bool = False,
+        tensors: Sequence[str] | str | None = None,
+        slice: Mapping[str, Any] | None = None,
         **fields: Any,
     ) -> TensorSet:
         """The ``state_dict`` of ``nn.Sequential(*layers)`` with PyTorch's default init
-        (``POST /v1/module``); ``overrides`` is ``[{"param", "init"}]`` or ``{param: init}``."""
-        call = recipe_call(layers=layers, overrides=overrides, seed=seed, dtype=dtype, device=device, **fields)
+        (``POST /v1/module``); ``overrides`` is ``[{"param", "init"}]`` or ``{param: init}``.
+        ``tensors`` and ``slice`` as for ``model``: ``tensors=["0.weight"]``,
+        ``slice={"0.weight": "0:128,:"}``."""
+        call = recipe_call(layers=layers, overrides=overrides, seed=seed, dtype=dtype, device=device,
+                           tensors=tensors, slice=slice, **fields)
         return read_tensor_set(await self._fetch(call), as_numpy)
 
     async def model(

@@ -57,7 +57,7 @@ def recipe_call(
     scheme's parameters; for the others every option is a body field. ``None`` means "the
     server's default" and is left out.
     """
-    if model is not None:  # with a model, tensors= names the state_dict keys wanted
+    if model is not None or layers is not None:  # with a model or layers, tensors= names the keys wanted
         options["tensors"], tensors = tensors, None
     choices = (("shape", shape), ("tensors", tensors), ("layers", layers), ("model", model))
     given = [what for what, value in choices if value is not None]
@@ -76,7 +76,7 @@ def recipe_call(
         if overrides is not None:
             raise TypeError("overrides= goes with layers=, not model=")
         return Call("POST", "/v1/model", model_body(model, options), accept=accept)
-    body = {**options, "layers": layers}
+    body = keys_and_slices({**options, "layers": layers})
     if overrides is not None:
         body["overrides"] = override_list(overrides)
     return Call("POST", "/v1/module", body, accept=accept)
@@ -190,18 +190,25 @@ def override_list(overrides: Any) -> list[dict[str, Any]]:
     return [dict(item) for item in overrides]
 
 
-def model_body(model: str, options: Mapping[str, Any]) -> dict[str, Any]:
-    """``{"model", "config", "seed", "dtype", "tensors", "slice", ...}``: ``tensors`` (the keys wanted)
-    may be a list or ``"key,key"``; ``config`` a mapping of the preset's fields; ``slice`` a mapping
-    key -> that key's slice in any form ``normalize_slice`` takes (``"0:128,:"``, ``[[0, 128], None]``,
-    ``(slice(0, 128), None)``; every stop given: the client does not know the shapes)."""
-    body: dict[str, Any] = {"model": model, **options}
+def keys_and_slices(body: dict[str, Any]) -> dict[str, Any]:
+    """A state_dict body's ``tensors`` (a list, or ``"key,key"``) and ``slice`` (key -> that key's
+    slice in any form ``normalize_slice`` takes, every stop given: the client does not know the
+    shapes) as the server wants them, for ``/v1/model`` and ``/v1/module``."""
     if isinstance(body.get("slice"), Mapping):
         body["slice"] = {key: normalize_slice(value, ()) for key, value in body["slice"].items()}
     if isinstance(body.get("tensors"), str):
         body["tensors"] = [key.strip() for key in body["tensors"].split(",") if key.strip()]
     elif body.get("tensors") is not None:
         body["tensors"] = list(body["tensors"])
+    return body
+
+
+def model_body(model: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"model", "config", "seed", "dtype", "tensors", "slice", ...}``: ``tensors`` (the keys wanted)
+    may be a list or ``"key,key"``; ``config`` a mapping of the preset's fields; ``slice`` a mapping
+    key -> that key's slice in any form ``normalize_slice`` takes (``"0:128,:"``, ``[[0, 128], None]``,
+    ``(slice(0, 128), None)``; every stop given: the client does not know the shapes)."""
+    body = keys_and_slices({"model": model, **options})
     if body.get("config") is not None:
         body["config"] = dict(body["config"])
     return body

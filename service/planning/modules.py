@@ -13,7 +13,10 @@ In order, each step cheap enough to come before the next:
    accounting self-test (``presets/accounting.py``, ``layer_self_test``) and nothing opaque comes
    before them, only their slice of the build is made, each draw from a generator jumped to its
    offset (``provenance.generation.path`` ``"jumped"``); else the whole stack is built and the keys
-   kept (``"whole"`` and why). Admission counts what the job allocates.
+   kept (``"whole"`` and why). Admission counts what the job allocates;
+7. ``slice`` (``planning/cuts.py``, shared with ``/v1/model``): each key exists (and is in
+   ``tensors`` when given), bounds within its shape; with the keys made alone as in 6, a key made
+   by one plain draw has only its part generated (``"direct"``), the others are cut (``"cut"``).
 """
 
 from __future__ import annotations
