@@ -27,7 +27,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.routing import BaseRoute, Mount, Route
 
 import service
-from service.api import handlers, openapi
+from service.api import errors, openapi
 from service.api.middleware.auth import ApiKeyMiddleware, PublicPaths
 from service.api.middleware.body_limit import BodyLimitMiddleware
 from service.api.middleware.metrics import Metrics, MetricsMiddleware
@@ -78,7 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.router.routes.extend(docs_routes(app))
-    handlers.install(app)
+    errors.install(app)
     for router in (tensors.router, modules.router, models.router, catalog.router, health.router, playground.router, metrics.router):
         app.include_router(router)
     add_middleware(app, settings)
@@ -139,14 +139,14 @@ def add_middleware(app: FastAPI, settings: Settings) -> None:
     """The middleware stack, outermost first (Starlette's ServerErrorMiddleware is always outside it):
 
     RequestLogMiddleware   X-Request-ID in and out, one access line: sees every answer below, 401/413 included
-    UnexpectedError...     a bug below it is a JSON 500 with the request id (handlers.py), connection kept
+    UnexpectedError...     a bug below it is a JSON 500 with the request id (api/errors.py), connection kept
     MetricsMiddleware      requests, latency, bytes as they go out, by route template
     CORSMiddleware         only with INITSVC_CORS_ORIGINS; outside auth, so preflights need no key and a
                            401 still carries the CORS headers a browser needs to read it
     ApiKeyMiddleware       only with INITSVC_API_KEYS; before the body limit, so a client without a key
                            learns nothing about limits and no body of theirs is read
     BodyLimitMiddleware    still outside routing: a body over the limit is refused before FastAPI reads it
-    UnexpectedError...     innermost (handlers.install): a route's bug is a 500 the metrics count
+    UnexpectedError...     innermost (errors.install): a route's bug is a 500 the metrics count
 
     Starlette wraps in reverse order of ``add_middleware`` calls, so they are added innermost first.
     """
@@ -170,9 +170,9 @@ def add_middleware(app: FastAPI, settings: Settings) -> None:
             expose_headers=CORS_EXPOSED_HEADERS,
         )
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics, routes=app.router.routes)
-    # A bug in any middleware below is still a JSON 500 with the request id (handlers.install adds the
+    # A bug in any middleware below is still a JSON 500 with the request id (errors.install adds the
     # same guard innermost, so the metrics count the 500s that routes raise).
-    app.add_middleware(handlers.UnexpectedErrorMiddleware)
+    app.add_middleware(errors.UnexpectedErrorMiddleware)
     app.add_middleware(RequestLogMiddleware)
 
 

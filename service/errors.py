@@ -1,4 +1,4 @@
-"""The service's exception tree. No HTTP codes here: ``api/handlers.py`` maps them.
+"""The service's exception tree. No HTTP codes here: ``api/errors.py`` maps them.
 
     InitServiceError(Exception)
     ├── RecipeError(ValueError)         a recipe the shape rule or torch would reject; .problems

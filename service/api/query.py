@@ -15,7 +15,7 @@ from typing import Any
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from service.api.handlers import did_you_mean
+from service.api.errors import did_you_mean
 from service.schemas.recipes import RECIPE_MODELS
 from service.schemas.requests import TensorRequest
 

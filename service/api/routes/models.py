@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.answer import answer
 from service.api.deps import PoolDep, SettingsDep
-from service.api.handlers import ERROR_RESPONSES
+from service.api.errors import ERROR_RESPONSES
 from service.api.routes.tensors import BINARY_RESPONSE, URL_RESPONSE, cache_control
 from service.engine.devices import base_provenance
 from service.errors import RecipeError

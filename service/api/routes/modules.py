@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.answer import answer
 from service.api.deps import PoolDep, SettingsDep
-from service.api.handlers import ERROR_RESPONSES
+from service.api.errors import ERROR_RESPONSES
 from service.api.routes.tensors import BINARY_RESPONSE
 from service.engine.layers import PARAMETER_FREE, LayerCall, default_distributions, meta_layer, state_entries
 from service.engine.rng import DTYPES

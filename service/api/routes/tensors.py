@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, Response
 
 from service.api.answer import answer
 from service.api.deps import PoolDep, SettingsDep
-from service.api.handlers import ERROR_RESPONSES
+from service.api.errors import ERROR_RESPONSES
 from service.api.query import request_from_query
 from service.planning.plan import Plan
 from service.planning.tensors import plan_tensor, plan_tensors
