@@ -27,9 +27,11 @@ from typing import Literal
 
 import torch
 
+from service.engine.dtypes import SERVED_TORCH
+
 Op = Literal["uniform", "normal"]
 OPS: tuple[Op, ...] = ("uniform", "normal")
-DTYPES: tuple[torch.dtype, ...] = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+DTYPES = SERVED_TORCH
 BLOCK = 16  # normal_fill's Box–Muller block: 8 pairs (j, j + 8)
 
 # Seconds per element of torch's serial uniform_/normal_ on a pre-touched float32 tensor (2.1 and

@@ -36,8 +36,8 @@ import torch
 from torch import nn
 
 from service.engine.distributions import Distribution, Moments, describe
+from service.engine.dtypes import NAMES
 from service.engine.maker import captured_warnings
-from service.engine.rng import DTYPES
 
 LAYER_CLASSES: dict[str, type[nn.Module]] = {
     "Linear": nn.Linear, "Bilinear": nn.Bilinear,
@@ -68,9 +68,6 @@ PARAMETER_FREE = frozenset(
         "AdaptiveAvgPool1d", "AdaptiveAvgPool2d",
     }
 )
-
-DTYPE_NAMES: dict[torch.dtype, str] = {**{v: k for k, v in DTYPES.items()}, torch.int64: "int64"}
-
 
 @dataclass(frozen=True)
 class LayerCall:
@@ -137,7 +134,7 @@ def state_entries(module: nn.Module) -> list[StateEntry]:
     """Every state_dict entry of ``module`` (parameters and persistent buffers), in state_dict order."""
     parameters = {key for key, _ in module.named_parameters()}
     return [
-        StateEntry(key, tuple(t.shape), DTYPE_NAMES[t.dtype], key in parameters, key.split(".", 1)[0], t.element_size())
+        StateEntry(key, tuple(t.shape), NAMES[t.dtype], key in parameters, key.split(".", 1)[0], t.element_size())
         for key, t in module.state_dict().items()
     ]
 

@@ -33,6 +33,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
+from service.engine.dtypes import SERVED_TORCH
 from service.portable.generate import MAX_SEED, MAX_TID, Block, iter_blocks, normalize_slice
 from service.portable.philox import M0, M1, MASK32, ROUNDS, W0, W1, split_seed
 from service.portable.recipes import PortablePlan, PortableRecipeError, resolve_recipe
@@ -55,7 +56,7 @@ from service.portable.transforms import (
 )
 
 CHUNK = 1 << 18  # elements per pass: about 24 MiB of scratch
-DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+DTYPES = SERVED_TORCH
 
 
 def portable_fill(

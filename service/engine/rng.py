@@ -14,28 +14,17 @@ from dataclasses import dataclass
 import torch
 
 from service.engine import mt19937
+from service.engine.dtypes import REDUCED, SAFETENSORS, SERVED
 
 SEED_MAX = 2**64 - 1
 
-DTYPES: dict[str, torch.dtype] = {
-    "float16": torch.float16,
-    "bfloat16": torch.bfloat16,
-    "float32": torch.float32,
-    "float64": torch.float64,
-}
-
-# safetensors' names for the dtypes we serve.
-SAFETENSORS_DTYPES: dict[str, str] = {
-    "float16": "F16",
-    "bfloat16": "BF16",
-    "float32": "F32",
-    "float64": "F64",
-    "int64": "I64",  # buffers such as BatchNorm's num_batches_tracked (/v1/module)
-}
+# Read from service.engine.dtypes' table: the served floats and every dtype's safetensors code.
+DTYPES: dict[str, torch.dtype] = SERVED
+SAFETENSORS_DTYPES: dict[str, str] = SAFETENSORS
 
 # Schemes whose torch implementation cannot run in reduced precision (LAPACK's QR has no
 # float16/bfloat16 kernels): they run in float32 and the result is cast.
-REDUCED_DTYPES = frozenset({"float16", "bfloat16"})
+REDUCED_DTYPES = REDUCED
 FLOAT32_ONLY_SCHEMES = frozenset({"orthogonal"})
 
 

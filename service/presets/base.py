@@ -25,8 +25,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from torch import nn
+
+from service.engine.dtypes import NAMES
 
 # JSON types a config field may take. "json" passes any JSON value through unchecked: fields that do
 # not change the state_dict (rope_scaling, id2label, ...) and that the reference merely stores.
@@ -197,10 +198,6 @@ class PresetEntry:
         return self.numel * self.itemsize
 
 
-_DTYPE_NAMES = {torch.float32: "float32", torch.int64: "int64", torch.float16: "float16",
-                torch.bfloat16: "bfloat16", torch.float64: "float64", torch.bool: "bool"}
-
-
 def entries_of(module: nn.Module) -> list[PresetEntry]:
     """Every ``state_dict()`` entry of ``module`` in order; tied entries name the first key sharing them."""
     parameters = {key for key, _ in module.named_parameters(remove_duplicate=False)}
@@ -210,7 +207,7 @@ def entries_of(module: nn.Module) -> list[PresetEntry]:
         ident = id(t)
         tied = first.get(ident)
         first.setdefault(ident, key)
-        out.append(PresetEntry(key, tuple(t.shape), _DTYPE_NAMES[t.dtype], key in parameters, tied, t.element_size()))
+        out.append(PresetEntry(key, tuple(t.shape), NAMES[t.dtype], key in parameters, tied, t.element_size()))
     return out
 
 
