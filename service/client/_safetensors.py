@@ -6,10 +6,9 @@ client runs where only httpx is installed (``as_numpy=True`` needs numpy and no 
 
 from __future__ import annotations
 
-import json
-import struct
 from typing import Any
 
+from service import safetensors_header
 from service.client.errors import MalformedAnswer
 
 # safetensors dtype -> (torch/numpy name, numpy little-endian type code); BF16 has no numpy type.
@@ -22,16 +21,12 @@ DTYPES: dict[str, tuple[str, str]] = {
 
 
 def decode_header(buf: bytes | bytearray | memoryview) -> tuple[dict[str, str], dict[str, dict[str, Any]], int]:
-    """``(metadata, entries, data_start)``: 8-byte little-endian length ``N``, then ``N`` bytes of
-    JSON (the safetensors format); entries' ``data_offsets`` count from ``data_start``."""
-    if len(buf) < 8:
-        raise MalformedAnswer(200, f"answer too short for a safetensors file ({len(buf)} bytes)")
-    (length,) = struct.unpack_from("<Q", buf, 0)
-    if 8 + length > len(buf):
-        raise MalformedAnswer(200, f"safetensors header of {length} bytes overruns the {len(buf)}-byte answer")
-    header = json.loads(bytes(buf[8 : 8 + length]))
-    metadata = header.pop("__metadata__", None) or {}
-    return metadata, header, 8 + length
+    """``(metadata, entries, data_start)`` (``service.safetensors_header``); a body that cannot
+    hold a header is a ``MalformedAnswer``."""
+    try:
+        return safetensors_header.decode_header(buf)
+    except safetensors_header.HeaderError as exc:
+        raise MalformedAnswer(200, str(exc)) from None
 
 
 def decode_tensors(buf: bytearray, as_numpy: bool) -> tuple[dict[str, str], dict[str, Any]]:

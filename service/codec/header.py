@@ -1,4 +1,5 @@
-"""The safetensors header, written deterministically: ``encode_header`` / ``decode_header``.
+"""The safetensors header, written deterministically: ``encode_header`` (``decode_header`` is
+``service.safetensors_header``'s, which the torch-free client shares).
 
 Format (safetensors README): 8 bytes little-endian u64 ``N``, then ``N`` bytes of JSON
 ``{"__metadata__": {str: str}, name: {"dtype", "shape", "data_offsets": [begin, end]}, ...}``,
@@ -15,6 +16,10 @@ import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from service.safetensors_header import decode_header
+
+__all__ = ["HEADER_ALIGNMENT", "TensorEntry", "body_length", "decode_header", "dumps", "encode_header"]
 
 HEADER_ALIGNMENT = 8
 
@@ -48,14 +53,6 @@ def encode_header(entries: Sequence[TensorEntry], metadata: Mapping[str, str]) -
     text = dumps(body).encode("utf-8")
     text += b" " * (-len(text) % HEADER_ALIGNMENT)
     return struct.pack("<Q", len(text)) + text
-
-
-def decode_header(data: bytes) -> tuple[dict[str, str], dict[str, dict[str, Any]], int]:
-    """``(metadata, tensors, data_start)`` from the first bytes of a safetensors file."""
-    (length,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8 : 8 + length])
-    metadata = header.pop("__metadata__", {})
-    return metadata, header, 8 + length
 
 
 def body_length(header: bytes, entries: Sequence[TensorEntry]) -> int:

@@ -1,0 +1,1 @@
+../../../../service/safetensors_header.py
