@@ -5,8 +5,8 @@
 
 Rows: ``uniform_`` and ``normal_`` on a fresh tensor (first-touch page faults included, as a
 service allocating per request sees them) and on a pre-touched one, serial
-``t.op_(generator=manual_seed(seed))`` against ``chunked.parallel_fill_``; then a 1/8 slice fetched
-with ``chunked.fill_slice`` against generating the whole tensor. Every parallel or sliced result
+``t.op_(generator=manual_seed(seed))`` against ``pieces.fill_in_pieces_`` (the service's fast
+path); then a 1/8 slice fetched with ``chunked.fill_slice`` against generating the whole tensor. Every parallel or sliced result
 is compared byte for byte with the serial one.
 
 Each figure is the best of ``--reps`` quiet batches (a batch repeats the call for >= 0.2 s). On a
@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from service.engine import chunked, mt19937  # noqa: E402
+from service.engine import chunked, mt19937, pieces  # noqa: E402
 
 SEED = 1234
 
@@ -99,7 +99,8 @@ def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 
 def _parallel(op: str, threads: int, t: torch.Tensor) -> torch.Tensor:
-    return chunked.parallel_fill_(t, op, 0.0, 1.0, SEED, threads)
+    pieces.fill_in_pieces_(t.view(-1), op, 0.0, 1.0, SEED, 0, threads)
+    return t
 
 
 def bench_fill(n: int, threads: int, reps: int, max_other: float, patience: float) -> None:
@@ -196,7 +197,7 @@ def main() -> None:
     for draws in (1 << 20, 1 << 28, 10**12):
         jt = _timed(functools.partial(mt19937.generator_at, SEED, draws), 3, 1e9, 0.0)
         print(f"generator_at(seed, {draws}): {jt[0] * 1e3:.1f} ms")
-    print(f"parallel_fill_ serial below {chunked.PARALLEL_MIN_ELEMENTS} elements")
+    print(f"fill_in_pieces_ serial below {chunked.PARALLEL_MIN_ELEMENTS} elements")
     bench_fill(n, args.threads, args.reps, args.max_other_cores, args.patience_s)
     print("slice fetch (fill_slice) against generating the whole tensor serially, pre-touched:")
     bench_slice(n, args.reps, args.max_other_cores, args.patience_s)

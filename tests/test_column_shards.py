@@ -127,7 +127,15 @@ def test_normal_tail_block_alone_and_odd_float_ranges():
 
 
 def test_forced_kernel_mismatch_falls_back_to_torch_and_is_reported(monkeypatch):
-    monkeypatch.setattr(chunked, "FORCE_SELECT_MISMATCH", {("normal", torch.float32)})
+    fill_runs_selected = transforms.fill_runs_selected
+
+    def flipped(flat, *args, **kwargs):  # the kernel's normal/float32 one bit off serial torch
+        ok = fill_runs_selected(flat, *args, **kwargs)
+        if args[2] == "normal" and flat.dtype == torch.float32 and flat.numel():
+            flat.view(torch.uint8)[0] ^= 1
+        return ok
+
+    monkeypatch.setattr(transforms, "fill_runs_selected", flipped)
     chunked.clear_self_test()
     try:
         assert chunked.selected_self_test()["normal/float32"] is False

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from service.engine import chunked, mt19937, slices
+from service.engine import chunked, mt19937, pieces, slices
 
 OPS = ["uniform", "normal"]
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
@@ -153,57 +153,48 @@ def test_draws_consumed_matches_the_design_note_table():
         assert tuple(chunked.draws_consumed(op, dtype, n) for n in (1000, 1001, 10)) == counts
 
 
-# --- parallel_fill_ --------------------------------------------------------------------------------
+# --- pieces.fill_in_pieces_ (the service's whole-tensor fast path) --------------------------------
+
+
+def _pieces(t: torch.Tensor, op: str, seed: int, threads: int, base_draws: int = 0) -> torch.Tensor:
+    pieces.fill_in_pieces_(t.view(-1), op, P1, P2, seed, base_draws, threads)
+    return t
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3], ids=lambda t: f"threads{t}")
 @pytest.mark.parametrize("seed", SEEDS, ids=_id)
 @pytest.mark.parametrize("dtype", DTYPES, ids=_id)
 @pytest.mark.parametrize("op", OPS)
-def test_parallel_fill_equals_serial_torch_around_chunk_boundaries(always_parallel, op, dtype, seed, threads):
+def test_pieces_equal_serial_torch_around_chunk_boundaries(always_parallel, op, dtype, seed, threads):
     for n in SIZES:
-        t = chunked.parallel_fill_(torch.empty(n, dtype=dtype), op, P1, P2, seed, threads)
+        t = _pieces(torch.empty(n, dtype=dtype), op, seed, threads)
         _assert_same_bytes(t, _serial(op, dtype, n, seed), f"n={n}")
 
 
 @pytest.mark.parametrize("threads", [2, 3], ids=lambda t: f"threads{t}")
 @pytest.mark.parametrize("dtype", DTYPES, ids=_id)
 @pytest.mark.parametrize("op", OPS)
-def test_parallel_fill_of_a_large_tensor_jumps_with_table_passes(always_parallel, op, dtype, threads):
-    shape = (257, 1021)  # 262,397 elements: chunks start > 128 blocks in
-    t = chunked.parallel_fill_(torch.empty(shape, dtype=dtype), op, P1, P2, 2**64 - 1, threads)
+def test_pieces_of_a_large_tensor_jump_with_table_passes(always_parallel, op, dtype, threads):
+    shape = (257, 1021)  # 262,397 elements: pieces start > 128 blocks in
+    assert len(pieces.piece_bounds(op, 257 * 1021, threads)) == threads + 1
+    t = _pieces(torch.empty(shape, dtype=dtype), op, 2**64 - 1, threads)
     _assert_same_bytes(t, _serial(op, dtype, shape, 2**64 - 1), str(shape))
 
 
 @pytest.mark.parametrize("base_draws", [1, 623, 624, 625, 10**6 + 3], ids=lambda b: f"base{b}")
 @pytest.mark.parametrize("dtype", DTYPES, ids=_id)
 @pytest.mark.parametrize("op", OPS)
-def test_parallel_fill_after_base_draws_equals_serial_torch(always_parallel, op, dtype, base_draws):
+def test_pieces_after_base_draws_equal_serial_torch(always_parallel, op, dtype, base_draws):
     for n in [7, 1263, 4100]:
-        t = chunked.parallel_fill_(torch.empty(n, dtype=dtype), op, P1, P2, 1234, 3, base_draws)
+        t = _pieces(torch.empty(n, dtype=dtype), op, 1234, 3, base_draws)
         _assert_same_bytes(t, _serial(op, dtype, n, 1234, base_draws), f"n={n}")
 
 
-def test_parallel_fill_below_the_break_even_is_serial_and_exact(monkeypatch):
-    monkeypatch.setattr(chunked, "_fill_chunks", _must_not_run)
+def test_below_the_break_even_a_tensor_is_one_piece_and_exact():
     n = chunked.PARALLEL_MIN_ELEMENTS - 1
-    t = chunked.parallel_fill_(torch.empty(n), "uniform", P1, P2, 5, 2)
+    assert pieces.piece_bounds("uniform", n, 2) == [0, n]
+    t = _pieces(torch.empty(n), "uniform", 5, 2)
     _assert_same_bytes(t, _serial("uniform", torch.float32, n, 5), "small")
-
-
-def test_parallel_fill_rejects_a_non_contiguous_tensor_naming_the_remedy():
-    with pytest.raises(ValueError, match=r"contiguous\(\)"):
-        chunked.parallel_fill_(torch.empty(8, 8).t(), "uniform", 0.0, 1.0, 0, 2)
-
-
-def test_parallel_fill_rejects_an_unserved_dtype_listing_the_served_ones():
-    with pytest.raises(ValueError, match="torch.float32"):
-        chunked.parallel_fill_(torch.empty(8, dtype=torch.int32), "uniform", 0.0, 1.0, 0, 2)
-
-
-def test_parallel_fill_rejects_an_unknown_op_listing_the_known_ones():
-    with pytest.raises(ValueError, match="'uniform', 'normal'"):
-        chunked.parallel_fill_(torch.empty(8), "bernoulli", 0.0, 1.0, 0, 2)
 
 
 # --- fill_slice ----------------------------------------------------------------------------------
@@ -309,20 +300,24 @@ def test_self_test_passes_for_every_served_op_and_dtype(fresh_self_test):
     assert capability["threads_default"] >= 1
 
 
-def test_forced_self_test_mismatch_serves_that_op_serially_and_still_exactly(
-    monkeypatch, fresh_self_test, always_parallel
-):
-    monkeypatch.setattr(chunked, "FORCE_MISMATCH", {("normal", torch.float16)})
+def test_self_test_mismatch_serves_that_op_serially_and_still_exactly(monkeypatch, fresh_self_test, always_parallel):
+    fill_chunks = chunked._fill_chunks
+
+    def flipped(flat, op, p1, p2, base, bounds):  # chunked normal/float16 one bit off serial torch
+        fill_chunks(flat, op, p1, p2, base, bounds)
+        if (op, flat.dtype) == ("normal", torch.float16):
+            flat.view(torch.uint8)[0] ^= 1
+
+    monkeypatch.setattr(chunked, "_fill_chunks", flipped)
     chunked.clear_self_test()
     result = chunked.self_test()
     assert result["normal/float16"] is False and result["normal/float32"] is True
     assert chunked.capability()["serial_only"] == ["normal/float16"]
+    shape = (40, 37)
+    assert not pieces.supported("normal", torch.float16, 40 * 37) and pieces.supported("normal", torch.float32, 40 * 37)
     monkeypatch.setattr(chunked, "_fill_chunks", _must_not_run)
     monkeypatch.setattr(chunked, "fill_runs", _must_not_run)
-    shape = (40, 37)
-    t = chunked.parallel_fill_(torch.empty(shape, dtype=torch.float16), "normal", P1, P2, 8, 2, 99)
     expected = _serial("normal", torch.float16, shape, 8, 99)
-    _assert_same_bytes(t, expected, "parallel_fill_ fallback")
     out = torch.empty(9, 4, dtype=torch.float16)
     chunked.fill_slice(out, "normal", P1, P2, 8, shape, [(30, 39), (33, 37)], 99)
     _assert_same_bytes(out, expected[30:39, 33:37], "fill_slice fallback")

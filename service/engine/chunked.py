@@ -1,10 +1,10 @@
-"""Torch-identical ``uniform_``/``normal_`` on CPU, generated in parallel chunks or as slices.
+"""Torch-identical ``uniform_``/``normal_`` on CPU in chunks or slices: the self-test and slices.
 
 A CPU tensor filled by ``t.uniform_(a, b, generator=g)`` or ``t.normal_(mean, std, generator=g)``
 is a function of where ``g`` stands in its MT19937 stream. If we know how many 32-bit draws
 precede element i, a generator jumped there (``mt19937``) fills ``t[i:j]`` with the same bits, so
-threads can fill disjoint chunks at once and a slice needs no prefix. ``draws`` holds that
-accounting for torch 2.13: element i of ``uniform_`` starts at draw d·i (d = 2 for float64, else 1),
+threads can fill disjoint chunks at once (``pieces``) and a slice needs no prefix. ``draws`` holds
+that accounting for torch 2.13: element i of ``uniform_`` starts at draw d·i (d = 2 for float64, else 1),
 and ``normal_`` (n >= 16) works in 16-element blocks with a recomputed tail, so a chunk [s, e) with
 16 | s, e - s >= 16 and (16 | e or e = n) reproduces the full tensor from draw d·s. Chunk starts
 here are multiples of 624 elements: d·s is then a whole number of blocks, and every thread's
@@ -27,7 +27,6 @@ from service.engine import mt19937, transforms
 from service.engine.draws import (
     BLOCK,
     DTYPES,
-    ELEMENT_S,
     OPS,
     Op,
     check_op_dtype,
@@ -37,22 +36,16 @@ from service.engine.draws import (
 )
 from service.engine.slices import fill_runs, plan_runs
 
-__all__ = [
-    "capability", "clear_self_test", "draws_consumed", "fill_slice", "parallel_fill_", "self_test",
-]
+__all__ = ["capability", "clear_self_test", "draws_consumed", "fill_slice", "self_test"]
 
 CHUNK_UNIT = mt19937.N  # chunk starts at multiples of 624 elements: 16 | 624 and a jump of d blocks
 
-# Below this many elements parallel_fill_ runs serially: the measured break-even. On a 2-core EPYC
-# (torch 2.13, pre-touched float32, 2 threads; bench/results/parallel_cpu.txt) parallel over serial
-# was 0.71x/0.78x (uniform_/normal_) at 2^20 elements, 1.08x/1.00x at 2^21 and 1.43x/1.46x at 2^22.
-# The fixed cost is one jump (1–5 ms, see plan_chunks) plus starting a thread.
+# Below this many elements a whole tensor is one piece, filled serially (``pieces.piece_bounds``):
+# the measured break-even. On a 2-core EPYC (torch 2.13, pre-touched float32, 2 threads;
+# bench/results/parallel_cpu.txt) parallel over serial was 0.71x/0.78x (uniform_/normal_) at 2^20
+# elements, 1.08x/1.00x at 2^21 and 1.43x/1.46x at 2^22. The fixed cost is one jump (1–5 ms,
+# ``mt19937.jump_seconds``) plus starting a thread.
 PARALLEL_MIN_ELEMENTS = 1 << 21
-
-# Tests put (op, dtype) pairs here (then call clear_self_test) to make the self-test fail for them.
-FORCE_MISMATCH: set[tuple[str, torch.dtype]] = set()
-# The same for the selected-draw kernel's part of the self-test alone.
-FORCE_SELECT_MISMATCH: set[tuple[str, torch.dtype]] = set()
 
 _self_test_lock = threading.Lock()
 _self_test_cache: dict[str, bool] = {}
@@ -62,83 +55,6 @@ _select_cache: dict[str, bool] = {}  # the selected-draw kernel's part of the se
 def default_threads() -> int:
     """Cores this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def parallel_fill_(
-    t: torch.Tensor, op: Op, p1: float, p2: float, seed: int, threads: int, base_draws: int = 0
-) -> torch.Tensor:
-    """Fill contiguous CPU ``t`` with the bits of ``t.<op>_(p1, p2, generator=g)``.
-
-    g is ``torch.Generator().manual_seed(seed)`` advanced by ``base_draws`` 32-bit draws. Chunk k
-    starts at element s_k (a multiple of 624, so at draw base + d·s_k, a whole number of blocks
-    past the base) and is filled by its own thread with its own generator. Serial below
-    ``PARALLEL_MIN_ELEMENTS``, with ``threads=1``, or when the self-test failed for (op, dtype).
-    """
-    _check_tensor(t, op)
-    if threads < 1:
-        raise ValueError(f"threads must be >= 1; got threads={threads}")
-    flat = t.view(-1)
-    n = flat.numel()
-    base = mt19937.state_at(seed, base_draws)
-    serial = threads == 1 or n < PARALLEL_MIN_ELEMENTS or not _passed(op, t.dtype)
-    bounds = [0, n] if serial else plan_chunks(op, n, threads, t.dtype)
-    if len(bounds) == 2:
-        fill_serial_(flat, op, p1, p2, mt19937.load_state(base))
-        return t
-    _fill_chunks(flat, op, p1, p2, base, bounds)
-    return t
-
-
-def plan_chunks(op: Op, n: int, threads: int, dtype: torch.dtype = torch.float32) -> list[int]:
-    """Chunk bounds 0 = s_0 < ... < s_k = n for ``threads`` threads; inner bounds are 624·u.
-
-    Thread i spends J_i on its jump (``mt19937.jump_seconds``; J_0 = 0) and ``ELEMENT_S`` per
-    element, so ideally chunk i has (tau - J_i)/ELEMENT_S elements, tau = (ELEMENT_S·n + sum J)/k.
-    Each bound s_i = 624·u is then picked near its ideal place to minimise the later finish of
-    threads i-1 and i, which favours block counts d·u with few set bits (few table passes). For
-    normal_ the last chunk keeps >= 16 elements (and so torch's tail rule); n < 16 is one chunk.
-    """
-    if op == "normal" and n < BLOCK:
-        return [0, n]
-    d, g = draws_per_element(dtype), ELEMENT_S
-    limit = n - BLOCK if op == "normal" else n - 1
-    jumps = [0.0] * threads
-    for _ in range(2):  # the jump costs depend on the bounds they help choose
-        tau = (g * n + sum(jumps)) / threads
-        ideal = [0.0]
-        for i in range(1, threads):
-            ideal.append(ideal[-1] + max(0.0, tau - jumps[i - 1]) / g)
-        ideal.append(float(n))
-        bounds = [0]
-        for i in range(1, threads):
-            u = _pick_unit(ideal[i] / CHUNK_UNIT, jumps[i - 1], bounds[-1], ideal[i + 1], d)
-            bounds.append(CHUNK_UNIT * u)
-            jumps[i] = mt19937.jump_seconds(d * u)
-    return [0, *sorted({s for s in bounds if 0 < s <= limit}), n]
-
-
-def _pick_unit(target: float, prev_jump: float, prev_start: int, next_ideal: float, d: int) -> int:
-    """The u near ``target`` whose bound 624·u minimises the later finish of the two threads it
-    separates: the one before (jump ``prev_jump``, chunk from ``prev_start``) and the one after
-    (jump to draw d·624·u, chunk up to ``next_ideal``)."""
-    g = ELEMENT_S
-
-    def later_finish(u: int) -> float:
-        prev_finish = prev_jump + g * (CHUNK_UNIT * u - prev_start)
-        finish = mt19937.jump_seconds(d * u) + g * (next_ideal - CHUNK_UNIT * u)
-        return max(prev_finish, finish)
-
-    return min(_candidates(target), key=later_finish)
-
-
-def _candidates(target: float) -> set[int]:
-    """Integers >= 1 near ``target``: it rounded, and it rounded to 1..6 significant bits."""
-    top = max(int(target), 1).bit_length()
-    found = {max(1, round(target))}
-    for bits in range(1, 7):
-        q = 1 << max(0, top - bits)
-        found.update({max(q, int(target // q) * q), (int(target // q) + 1) * q})
-    return found
 
 
 def _fill_chunks(
@@ -170,7 +86,7 @@ def fill_slice(
     base_draws: int = 0,
     threads: int = 1,
 ) -> torch.Tensor:
-    """Fill ``out`` with ``full[s0:e0, s1:e1, ...]`` of the tensor ``parallel_fill_`` would give.
+    """Fill ``out`` with ``full[s0:e0, s1:e1, ...]`` of the tensor serial torch would give.
 
     Only the runs of the flat index space the slice covers are generated. Where the selected-draw
     kernel serves (op, dtype) and passed the self-test (``selected_ok``), it skips the gaps by
@@ -213,7 +129,7 @@ def self_test() -> dict[str, bool]:
     Per (op, dtype): n = 3001 (n % 16 = 9, so the tail rule runs) after 1001 base draws (not a
     whole block), in chunks [0, 624, 1872, 3001] (jumps of 1 and 3 blocks, 2 and 6 for float64),
     plus a slice across the tail. The reference is plain torch: ``manual_seed``, then
-    ``random_`` on 1001 int32 (one draw each), then the op. Cached; see ``FORCE_MISMATCH``.
+    ``random_`` on 1001 int32 (one draw each), then the op. Cached until ``clear_self_test``.
     The same run also checks the selected-draw kernel (``selected_self_test``).
     """
     with _self_test_lock:
@@ -269,8 +185,6 @@ def _check_one(op: Op, dtype: torch.dtype, seed: int = 20240607, base_draws: int
     a, b = 2980, n - 9  # from a block start inside [n-16, n) to just before the end
     sliced = torch.empty(b - a, dtype=dtype)
     fill_runs(sliced, plan_runs((n,), [(a, b)]), op, p1, p2, seed, base_draws)
-    if (op, dtype) in FORCE_MISMATCH:
-        chunked.view(torch.uint8)[0] ^= 1
     as_bytes = lambda x: x.view(torch.uint8)  # noqa: E731
     return torch.equal(as_bytes(chunked), as_bytes(expected)) and torch.equal(
         as_bytes(sliced), as_bytes(expected[a:b])
@@ -282,7 +196,7 @@ def _check_selected(op: Op, dtype: torch.dtype, seed: int = 20240607, base_draws
     serial torch: odd row length, runs that start on odd draws, the last run at the very end
     (9797 % 16 = 5, so normal_'s tail block), one and two threads, and one block of 9700 elements,
     enough to tell fused from unfused float steps (a wrong choice in the normal_ kernel changed
-    about 1 element in 1200). Cached with the rest of the self-test; see ``FORCE_SELECT_MISMATCH``."""
+    about 1 element in 1200). Cached with the rest of the self-test."""
     shape, p1, p2 = (97, 101), -3.0, 7.5
     g = torch.Generator().manual_seed(seed)
     torch.empty(base_draws, dtype=torch.int32).random_(generator=g)
@@ -300,8 +214,6 @@ def _check_selected(op: Op, dtype: torch.dtype, seed: int = 20240607, base_draws
             got.view(-1), plan.starts, plan.length, op, p1, p2, seed, base_draws, plan.total, threads,
             thread_min_draws=1,
         )
-        if (op, dtype) in FORCE_SELECT_MISMATCH and got.numel():
-            got.view(-1).view(torch.uint8)[0] ^= 1
         want = full[tuple(slice(a, b) for a, b in bounds)].contiguous()
         if not (ok and torch.equal(got.view(torch.uint8), want.view(torch.uint8))):
             return False
@@ -315,10 +227,3 @@ def _passed(op: Op, dtype: torch.dtype) -> bool:
 def _key(op: str, dtype: torch.dtype) -> str:
     return f"{op}/{str(dtype).removeprefix('torch.')}"
 
-
-def _check_tensor(t: torch.Tensor, op: str) -> None:
-    check_op_dtype(op, t.dtype)
-    if t.device.type != "cpu":
-        raise ValueError(f"parallel_fill_ needs a CPU tensor; got device={t.device}")
-    if not t.is_contiguous():
-        raise ValueError("parallel_fill_ needs a contiguous tensor; call .contiguous() first")
