@@ -1,13 +1,24 @@
-"""One table from service errors to HTTP statuses; anything else is a 500, and a 500 is a bug.
+"""The HTTP side of errors, in one place: which status each service error is, its body and extra
+headers, the OpenAPI responses that document them, and the raw-ASGI writer the middleware uses.
 
     RequestValidationError, RecipeError, DeviceUnavailable   422  {"detail": [{loc, msg, type}]}
-    LimitExceeded                                            413  {"detail": msg, limit, value, env_var}
+    (a body that is not JSON)                                415  {"detail": msg}
+    LimitExceeded, a body over INITSVC_MAX_BODY_BYTES        413  {"detail": msg, limit, value, env_var}
+    no or a wrong API key                                    401  {"detail": msg} + WWW-Authenticate
     QueueFull                                                429  + Retry-After
     DeviceOutOfMemory, WorkerDown, ShuttingDown              503  + Retry-After
     anything else (a bug)                                    500  {"detail": msg, "request_id": id}
 
+``STATUS_OF`` maps the service's exceptions (``service/errors.py``) to their statuses and
+``STATUSES`` says what each status means and which body schema it has; the exception handlers,
+``ERROR_RESPONSES`` (what routes declare) and ``openapi_response`` (what ``api/openapi.py`` adds
+to every operation) all read them. The API-key and body-limit middleware answer before any
+route, with ``send_error``.
+
 A 422 teaches: an unknown key lists the names allowed where it was found (with a "did you mean"
 for a near miss), and an unknown ``scheme`` or layer ``type`` suggests the closest known one.
+A GET's location is ``["query", name]``: ``query_loc`` turns a recipe's location into the query
+parameter that carries it.
 The 500 is answered by ``UnexpectedErrorMiddleware``, innermost of the middleware, so the error
 never reaches Starlette's ``ServerErrorMiddleware`` (whose plain-text 500 re-raises into the
 server, which then closes the connection): the client gets JSON with the request id, the log
@@ -17,11 +28,13 @@ gets the traceback, and a keep-alive connection serves the next request.
 from __future__ import annotations
 
 import difflib
+import json
 import logging
 import re
 import types
 import typing
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union
 
 from fastapi import FastAPI, Request
@@ -34,33 +47,105 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.api.middleware.request_log import current_request_id
 from service.errors import (
     DeviceUnavailable,
+    InitServiceError,
     LimitExceeded,
     QueueFull,
     RecipeError,
     ServiceBusy,
 )
+from service.schemas.recipes import RECIPE_MODELS
 
 log = logging.getLogger("initsvc.errors")
 
-BUSY_STATUS: dict[type[ServiceBusy], int] = {QueueFull: 429}
 
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    413: {"description": "Over a size limit; the detail names the limit, its value and its INITSVC_ variable."},
-    415: {"description": "The body is not JSON (Content-Type must be application/json)."},
-    422: {"description": "Invalid recipe: the detail names each field and what is allowed."},
-    429: {"description": "The device's queue is full; retry after Retry-After seconds."},
-    503: {"description": "The device is out of memory, its worker is down, or the server is shutting down."},
+
+@dataclass(frozen=True)
+class ErrorStatus:
+    """What an error status means (its OpenAPI description) and its body's schema."""
+
+    schema: str
+    description: str
+
+
+STATUSES: dict[int, ErrorStatus] = {
+    400: ErrorStatus("ErrorMessage", "The body could not be parsed as JSON at all (invalid UTF-8, nested too deep, a number too long)."),
+    401: ErrorStatus("ErrorMessage", "API keys are configured and the request carries none or a wrong one (WWW-Authenticate: Bearer)."),
+    413: ErrorStatus("LimitError", "Over a size limit (the body over INITSVC_MAX_BODY_BYTES, or a tensor limit); the detail names "
+                     "the limit, its value and its INITSVC_ variable."),
+    415: ErrorStatus("ErrorMessage", "The body must be sent as JSON (Content-Type: application/json)."),
+    422: ErrorStatus("HTTPValidationError", "Invalid input: each entry's loc names the field and msg says what is allowed."),
+    429: ErrorStatus("ErrorMessage", "The device's queue is full; retry after Retry-After seconds."),
+    503: ErrorStatus("ErrorMessage", "The device is out of memory, its worker is down, or the server is shutting down."),
 }
+
+# Each service exception's status (the most derived class listed wins); one not listed is a bug (500).
+STATUS_OF: dict[type[InitServiceError], int] = {
+    RecipeError: 422,
+    DeviceUnavailable: 422,
+    LimitExceeded: 413,
+    QueueFull: 429,
+    ServiceBusy: 503,
+}
+
+# What routes that make tensors declare in ``responses=``; ``api/openapi.py`` adds the bodies' schemas.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"description": STATUSES[status].description} for status in (413, 415, 422, 429, 503)
+}
+
+
+def status_of(exc: InitServiceError) -> int:
+    """``exc``'s status from ``STATUS_OF``, by its class's method resolution order."""
+    return next(STATUS_OF[cls] for cls in type(exc).__mro__ if cls in STATUS_OF)
+
+
+def headers_of(exc: InitServiceError) -> dict[str, str]:
+    """The extra headers of ``exc``'s answer: ``Retry-After`` when trying later may succeed."""
+    return {"Retry-After": str(exc.retry_after)} if isinstance(exc, ServiceBusy) else {}
+
+
+def openapi_response(status: int) -> dict[str, Any]:
+    """The OpenAPI response object of an error status: its description and body schema."""
+    known = STATUSES[status]
+    ref = f"#/components/schemas/{known.schema}"
+    return {"description": known.description, "content": {"application/json": {"schema": {"$ref": ref}}}}
+
+
+async def send_error(
+    send: Send, status: int, detail: str, headers: Sequence[tuple[bytes, bytes]] = (), **fields: Any
+) -> None:
+    """Answer ``status {"detail": detail, **fields}`` from raw ASGI (middleware in front of the
+    routes), with ``headers`` after Content-Type and Content-Length."""
+    body = json.dumps({"detail": detail, **fields}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 def _where(request: Request) -> str:
     return "body" if request.method == "POST" else "query"
 
 
-def _loc(request: Request, loc: tuple) -> list:
-    if _where(request) == "query" and loc[:1] == ("init",):
-        loc = loc[1:]  # query strings carry the recipe's parameters at the top level
-    return [_where(request), *loc]
+def query_loc(loc: Sequence[str | int]) -> tuple[str | int, ...]:
+    """Where a recipe's field is in a GET's query string: the recipe's parameters sit at the top
+    level, so ``init`` goes, and so does the scheme tag pydantic puts after it (``init.normal.std``
+    is ``std``); ``query`` is not included."""
+    loc = tuple(loc)
+    if loc[:1] != ("init",):
+        return loc
+    rest = loc[1:]
+    if len(rest) > 1 and rest[0] in RECIPE_MODELS:
+        rest = rest[1:]
+    return rest
+
+
+def _loc(request: Request, loc: Sequence[str | int]) -> list[str | int]:
+    where = _where(request)
+    return [where, *(query_loc(loc) if where == "query" else loc)]
 
 
 def did_you_mean(word: object, known: Iterable[str]) -> str | None:
@@ -202,32 +287,24 @@ async def on_validation_error(request: Request, exc: RequestValidationError) -> 
     return JSONResponse(status_code=422, content={"detail": validation_detail(errors, request)})
 
 
-async def on_recipe_error(request: Request, exc: RecipeError) -> JSONResponse:
-    detail = [{"loc": _loc(request, p.loc), "msg": p.msg, "type": p.type} for p in exc.problems]
-    return JSONResponse(status_code=422, content={"detail": detail})
+def _service_error_body(request: Request, exc: InitServiceError) -> dict[str, Any]:
+    if isinstance(exc, RecipeError):
+        return {"detail": [{"loc": _loc(request, p.loc), "msg": p.msg, "type": p.type} for p in exc.problems]}
+    if isinstance(exc, DeviceUnavailable):
+        return {"detail": [{"loc": [_where(request), "device"], "msg": str(exc), "type": "device_unavailable"}]}
+    if isinstance(exc, LimitExceeded):
+        return {"detail": str(exc), "limit": exc.limit, "value": exc.value, "env_var": exc.env_var}
+    return {"detail": str(exc)}
 
 
-async def on_device_unavailable(request: Request, exc: DeviceUnavailable) -> JSONResponse:
-    detail = [{"loc": [_where(request), "device"], "msg": str(exc), "type": "device_unavailable"}]
-    return JSONResponse(status_code=422, content={"detail": detail})
-
-
-async def on_limit(request: Request, exc: LimitExceeded) -> JSONResponse:
-    return JSONResponse(
-        status_code=413,
-        content={"detail": str(exc), "limit": exc.limit, "value": exc.value, "env_var": exc.env_var},
-    )
-
-
-async def on_busy(request: Request, exc: ServiceBusy) -> JSONResponse:
-    status = BUSY_STATUS.get(type(exc), 503)
-    return JSONResponse(
-        status_code=status, content={"detail": str(exc)}, headers={"Retry-After": str(exc.retry_after)}
-    )
+async def on_service_error(request: Request, exc: Exception) -> JSONResponse:
+    """A service exception listed in ``STATUS_OF``: its status, body and headers."""
+    assert isinstance(exc, InitServiceError)
+    return JSONResponse(status_code=status_of(exc), content=_service_error_body(request, exc), headers=headers_of(exc))
 
 
 class UnexpectedErrorMiddleware:
-    """Whatever the table above does not map is a bug: answer ``500 {"detail", "request_id"}``,
+    """Whatever ``STATUS_OF`` does not map is a bug: answer ``500 {"detail", "request_id"}``,
     log it with its traceback and the request id, and keep the connection open.
 
     Added first, so it is the innermost middleware (``RequestLogMiddleware`` outside it still adds
@@ -277,7 +354,5 @@ class UnexpectedErrorMiddleware:
 def install(app: FastAPI) -> None:
     app.add_middleware(UnexpectedErrorMiddleware)
     app.add_exception_handler(RequestValidationError, on_validation_error)
-    app.add_exception_handler(RecipeError, on_recipe_error)
-    app.add_exception_handler(DeviceUnavailable, on_device_unavailable)
-    app.add_exception_handler(LimitExceeded, on_limit)
-    app.add_exception_handler(ServiceBusy, on_busy)
+    for exc_class in STATUS_OF:
+        app.add_exception_handler(exc_class, on_service_error)

@@ -10,8 +10,9 @@ every operation too, and a client (or schemathesis) must find those statuses in 
     415  the body is not sent as JSON (docs/api.md §6)                         operations with a JSON body
     422  the schema FastAPI's validation errors and ``RecipeError`` share       operations with input
 
-Each of these gets its body's schema, and a protected operation lists the two ways to send a
-key as ``security``, which ``/docs`` turns into an "Authorize" button.
+Each of these gets its body's schema and description from ``api/errors.py``'s table, and a
+protected operation lists the two ways to send a key as ``security``, which ``/docs`` turns into
+an "Authorize" button.
 
 Every operation with a body gets named request examples (``BODY_EXAMPLES``, or for a route not
 listed there one composed from its schema's field examples), and the required query parameters
@@ -28,6 +29,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from service.api.errors import STATUSES, openapi_response
 from service.api.middleware.auth import PublicPaths
 from service.api.query import TOP_LEVEL
 from service.schemas.recipes import RECIPE_MODELS, GainSpec
@@ -53,13 +55,6 @@ LIMIT_ERROR = {
 SECURITY_SCHEMES = {
     "BearerKey": {"type": "http", "scheme": "bearer", "description": "An API key as 'Authorization: Bearer <key>'."},
     "ApiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "An API key as 'X-API-Key: <key>'."},
-}
-COMMON = {
-    400: ("ErrorMessage", "The body could not be parsed as JSON at all (invalid UTF-8, nested too deep, a number too long)."),
-    401: ("ErrorMessage", "API keys are configured and the request carries none or a wrong one (WWW-Authenticate: Bearer)."),
-    413: ("LimitError", "Over a size limit (the body over INITSVC_MAX_BODY_BYTES, or a tensor limit); the detail names it."),
-    415: ("ErrorMessage", "The body must be sent as JSON (Content-Type: application/json)."),
-    422: ("HTTPValidationError", "Invalid input: each entry's loc names the field and msg says what is allowed."),
 }
 VALIDATION_ERROR = {
     "title": "ValidationError",
@@ -123,10 +118,6 @@ PARAMETER_EXAMPLES: dict[str, dict[str, Any]] = {
 }
 
 
-def _response(schema: str, description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}
-
-
 def _ensure_components(doc: dict[str, Any]) -> dict[str, Any]:
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     schemas.setdefault("ErrorMessage", ERROR_MESSAGE)
@@ -165,12 +156,11 @@ def add_common_responses(doc: dict[str, Any], public: PublicPaths | None = None)
                 continue
             responses = op.setdefault("responses", {})
             for status in _statuses(path, op, public):
-                schema, description = COMMON[status]
                 declared = responses.get(str(status))
                 if declared is None:
-                    responses[str(status)] = _response(schema, description)
+                    responses[str(status)] = openapi_response(status)
                 elif "content" not in declared:
-                    declared["content"] = _response(schema, description)["content"]
+                    declared["content"] = openapi_response(status)["content"]
             if public is not None and path not in public:
                 op["security"] = [{name: []} for name in SECURITY_SCHEMES]
     return doc
@@ -240,7 +230,7 @@ def document_tensor_query(doc: dict[str, Any], path: str = "/v1/tensor") -> dict
         op = doc.get("paths", {}).get(path, {}).get(method)
         if op is not None and not op.get("parameters"):
             op["parameters"] = tensor_query_parameters()
-            op.setdefault("responses", {}).setdefault("422", {"description": COMMON[422][1]})
+            op.setdefault("responses", {}).setdefault("422", {"description": STATUSES[422].description})
     return doc
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from service.api.errors import did_you_mean
+from service.api.errors import did_you_mean, query_loc
 from service.schemas.recipes import RECIPE_MODELS
 from service.schemas.requests import TensorRequest
 
@@ -121,10 +121,5 @@ def request_from_query(params: list[tuple[str, str]]) -> TensorRequest:
     try:
         return TensorRequest.model_validate(body, strict=False)
     except ValidationError as exc:
-        errors = []
-        for e in exc.errors():
-            loc = tuple(e["loc"])
-            if loc[:1] == ("init",):
-                loc = loc[2:] if len(loc) > 2 else loc[1:]
-            errors.append({"loc": ("query", *loc), "msg": e["msg"], "type": e["type"]})
+        errors = [{"loc": ("query", *query_loc(e["loc"])), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
         raise RequestValidationError(errors) from None
