@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
 from collections.abc import Iterable, Sequence
 
 from pydantic import SecretStr
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from service.api.errors import send_error
 
 REALM = 'Bearer realm="initsvc"'
 MISSING = "missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
@@ -126,16 +127,4 @@ class ApiKeyMiddleware:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
             return
-        body = json.dumps({"detail": INVALID if presented else MISSING}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"www-authenticate", REALM.encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await send_error(send, 401, INVALID if presented else MISSING, headers=[(b"www-authenticate", REALM.encode())])

@@ -6,10 +6,10 @@ counted as it arrives and refused as soon as it passes the limit.
 
 from __future__ import annotations
 
-import json
-
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.api.errors import send_error
 
 
 class BodyTooLarge(HTTPException):
@@ -27,25 +27,11 @@ class BodyLimitMiddleware:
         self.app = app
         self.max_body_bytes = max_body_bytes
 
-    def _detail(self, size: str) -> bytes:
-        return json.dumps(
-            {
-                "detail": f"request body of {size} bytes is over INITSVC_MAX_BODY_BYTES={self.max_body_bytes}",
-                "limit": self.max_body_bytes,
-                "env_var": "INITSVC_MAX_BODY_BYTES",
-            }
-        ).encode()
-
     async def _refuse(self, send: Send, size: str) -> None:
-        body = self._detail(size)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")],
-            }
+        await send_error(
+            send, 413, f"request body of {size} bytes is over INITSVC_MAX_BODY_BYTES={self.max_body_bytes}",
+            headers=[(b"connection", b"close")], limit=self.max_body_bytes, env_var="INITSVC_MAX_BODY_BYTES",
         )
-        await send({"type": "http.response.body", "body": body})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
