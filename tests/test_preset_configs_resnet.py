@@ -53,7 +53,7 @@ def expected_sizes(name: str, num_classes: int) -> tuple[int, int, int]:
 
 @BOTH
 def test_fields_are_exactly_the_constructor_arguments(preset):
-    assert preset.field_names() == ["num_classes", "zero_init_residual"]
+    assert [f.name for f in preset.fields] == ["num_classes", "zero_init_residual"]
     assert preset.defaults() == {"num_classes": 1000, "zero_init_residual": False}
     assert preset.resolve({}) == ({"num_classes": 1000, "zero_init_residual": False}, [])
 

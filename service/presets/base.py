@@ -151,9 +151,6 @@ class Preset:
     rules: tuple[InitRule, ...] = ()
     doc: str = ""
 
-    def field_names(self) -> list[str]:
-        return [f.name for f in self.fields]
-
     def defaults(self) -> dict[str, Any]:
         return {f.name: f.default for f in self.fields}
 
