@@ -27,6 +27,7 @@ from torch.nn import init
 
 from service.engine import variance
 from service.engine.distributions import resolve_gain
+from service.engine.dtypes import NAMES, REDUCED
 from service.engine.gains import torch_nonlinearity
 from service.engine.rng import Streams
 
@@ -69,7 +70,7 @@ def orthogonal_(t: torch.Tensor, p: Mapping[str, Any], s: Streams, qr_threads: i
     """(Semi-)orthogonal matrix, Saxe et al. 2013: QR of a N(0, 1) matrix, signs fixed by diag(R)."""
     gain = resolve_gain(p["gain"])
     with intra_op_threads(qr_threads):
-        if t.dtype in (torch.float16, torch.bfloat16):
+        if NAMES.get(t.dtype) in REDUCED:
             full = torch.empty(t.shape, dtype=torch.float32, device=t.device)
             init.orthogonal_(full, gain, generator=s.values)
             with torch.no_grad():
