@@ -2,6 +2,8 @@
 
 This is the unit of work a device worker runs. It never touches torch's global RNG: the caller
 passes the request's ``Streams``.
+
+Longer than the ~300 lines most modules keep to: make_tensor's paths (serial, parallel pieces, direct slice, portable) share one spec, one guard and one stats pass; they are one decision.
 """
 
 from __future__ import annotations

@@ -24,6 +24,8 @@ twists instead, which is cheaper for them. Everything here is numpy and Python i
 used to seed an array and to load a state.
 
 >>> g = generator_at(1234, 10**6)        # == torch.Generator().manual_seed(1234) after 10**6 draws
+
+Longer than the ~300 lines most modules keep to: the generator's state, twist and jump-ahead polynomial arithmetic are one algorithm.
 """
 
 from __future__ import annotations

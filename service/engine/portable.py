@@ -24,6 +24,8 @@ tensor. Example::
     w = portable_fill([256, 784], {"scheme": "kaiming_uniform"}, seed=0, tid=0,
                       dtype=torch.float32, device=torch.device("cpu"))
     # == torch.from_numpy(service.portable.generate({"scheme": "kaiming_uniform"}, [256, 784], 0))
+
+Longer than the ~300 lines most modules keep to: the torch engine of portable-v1, each transform mirroring service/portable/transforms.py.
 """
 
 from __future__ import annotations

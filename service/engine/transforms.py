@@ -38,6 +38,8 @@ then checks the whole path against serial torch; on a mismatch, without a C comp
 Not served here (they keep the torch path, which is exact): float64 ``normal_`` (scalar libm
 ``log``/``cos``/``sin``, not reproducible without that libm), float16/bfloat16 (reduced-precision
 ``to - from``, casts and clamps), and ``normal_`` with n < 16 (``normal_distribution<double>``).
+
+Longer than the ~300 lines most modules keep to: the selection kernel's C source, its loader and its self-test against torch belong together.
 """
 
 from __future__ import annotations

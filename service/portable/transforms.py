@@ -29,6 +29,8 @@ rows with the smallest attempt-1 words. Rounding to the dtype: ``to_dtype``.
 
 Example: ``normal_from_words(np.array([0x12345678], np.uint32)).astype(np.float32)`` has bits
 ``0xbfbbd932``.
+
+Longer than the ~300 lines most modules keep to: the whole portable-v1 float transform (uniform, normal, truncated) in numpy, mirrored section by section by docs/portable-v1.md.
 """
 
 from __future__ import annotations

@@ -26,6 +26,8 @@ Keys that depend on an **opaque** op (an RNG op without accounting, or a value m
 dispatch) are made by the whole build; so is every key of a preset whose self-test failed
 (:func:`self_test`: accounting against the serial build, on small configs of every preset).
 The answer is byte-identical either way.
+
+Longer than the ~300 lines most modules keep to: the accounting walk (offsets, keep-sets, jumps), piece planning and the self-test all read one recording format.
 """
 
 from __future__ import annotations

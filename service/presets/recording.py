@@ -20,6 +20,8 @@ not, since every tensor an op touches is recorded as its storage plus view geome
   from an explicit generator, ``orthogonal_`` (a QR of drawn values) and ``sparse_`` (no-ops on
   ``meta`` too), and a storage first seen as an input (made outside dispatch: ``torch.tensor(x)``
   keeps no value on ``meta``). Keys that depend on an opaque op are made by the whole build.
+
+Longer than the ~300 lines most modules keep to: the dispatch-mode recorder and the op model it produces are one mechanism, read together.
 """
 
 from __future__ import annotations

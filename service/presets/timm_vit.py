@@ -29,6 +29,8 @@ Replay, in the reference's order:
    truncated to ±2, then scaled), bias zero. ``'jax_nlhb'`` is ``'jax'`` with
    ``head_bias = −log(num_classes)``.
 4. ``fix_init``: block ``i``'s ``attn.proj.weight`` and ``mlp.fc2.weight`` divided by √(2(i+1)).
+
+Longer than the ~300 lines most modules keep to: one preset: timm's own erfinv trunc_normal_ and lecun_normal_ copied exactly, and its structural options.
 """
 
 from __future__ import annotations
