@@ -1,5 +1,8 @@
-"""``slice`` on the keys of a state_dict (``/v1/model`` and ``/v1/module``): ``{key: [[start, stop]
-| null, ...]}`` answers exactly ``full[...]`` of each key named.
+"""``tensors`` and ``slice`` on the keys of a state_dict (``/v1/model`` and ``/v1/module``).
+
+``tensors`` keeps the keys asked for, in the order asked; an unknown key is a 422 naming
+``tensors.<i>`` with a "did you mean" and some valid keys. ``slice`` (``{key: [[start, stop] |
+null, ...]}``) answers exactly ``full[...]`` of each key named.
 
 Each key must exist (and be in ``tensors`` when it is given), its bounds within its shape; a 422
 names ``slice.<key>``. When the keys can be made alone (``presets/accounting.py``), a key whose
@@ -10,9 +13,10 @@ last op is one plain ``uniform_``/``normal_`` draw over its storage has only tha
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from service.errors import RecipeError
 from service.planning.tensors import check_slice, sliced_shape
@@ -21,7 +25,45 @@ from service.presets.accounting import Slice
 from service.presets.recording import Recording
 
 Bounds = tuple[tuple[int, int], ...]
+
+
+class Keyed(Protocol):
+    @property
+    def key(self) -> str: ...
+
+
 E = TypeVar("E")
+K = TypeVar("K", bound=Keyed)
+
+# How many keys a "no such key" message lists.
+LISTED_KEYS = 20
+
+
+def no_such_key(key: str, keys: Sequence[str], owner: str) -> str:
+    """What an unknown key is: ``owner`` ("the model", "the module") has no such key; the closest
+    ones, and the first ``LISTED_KEYS`` keys."""
+    close = difflib.get_close_matches(key, list(keys), n=3)
+    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    more = f", and {len(keys) - LISTED_KEYS} more" if len(keys) > LISTED_KEYS else ""
+    return f"{owner} has no state_dict key {key!r}; {hint}keys: {', '.join(keys[:LISTED_KEYS]) or 'none'}{more}"
+
+
+def select_keys(entries: list[K], tensors: Sequence[str] | None, owner: str) -> list[K]:
+    """The entries asked for, in the order asked (all, in state_dict order, without ``tensors``).
+    ``entries`` have ``key``."""
+    if tensors is None:
+        return entries
+    by_key = {e.key: e for e in entries}
+    seen: set[str] = set()
+    chosen = []
+    for i, key in enumerate(tensors):
+        if key not in by_key:
+            raise RecipeError.at(("tensors", i), no_such_key(key, list(by_key), owner))
+        if key in seen:
+            raise RecipeError.at(("tensors", i), f"{key!r} is listed more than once")
+        seen.add(key)
+        chosen.append(by_key[key])
+    return chosen
 
 
 def check_cuts(

@@ -19,7 +19,7 @@ In order, each step cheap enough to come before the next:
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +30,7 @@ from service.engine.devices import base_provenance
 from service.engine.maker import Output
 from service.engine.rng import DTYPES, draw_seed
 from service.errors import LimitExceeded, RecipeError
-from service.planning.cuts import check_cuts, cut_entries, plan_cuts, whole_provenance
+from service.planning.cuts import check_cuts, cut_entries, no_such_key, plan_cuts, select_keys, whole_provenance
 from service.planning.plan import Plan
 from service.presets import PRESETS, ConfigError, Preset, PresetEntry, accounting
 from service.presets.accounting import Slice, Unit
@@ -39,9 +39,6 @@ from service.schemas.models import ModelRequest
 from service.settings import Settings
 from service.workers.model_jobs import AHEAD_BYTES, ModelJob, run_model_job, unit_cost
 from service.workers.pool import WorkerPool
-
-# How many keys a "no such key" message lists.
-LISTED_KEYS = 12
 
 
 def find_preset(name: str, loc: tuple) -> Preset:
@@ -76,31 +73,6 @@ def plan_entries(preset: Preset, config: Mapping[str, Any], settings: Settings, 
         ) from None
     except (ValueError, TypeError, AssertionError, RuntimeError, OverflowError) as exc:
         raise RecipeError.at(loc, f"{preset.name} cannot be built with this config: {exc}") from None
-
-
-def _no_such_key(key: str, entries: Sequence[PresetEntry]) -> str:
-    keys = [e.key for e in entries]
-    close = difflib.get_close_matches(key, keys, n=3)
-    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
-    shown = ", ".join(keys[:LISTED_KEYS]) + (f", ... ({len(keys)} keys)" if len(keys) > LISTED_KEYS else "")
-    return f"the model has no state_dict key {key!r}; {hint}keys: {shown}"
-
-
-def select(entries: list[PresetEntry], tensors: list[str] | None) -> list[PresetEntry]:
-    """The entries asked for, in the order asked (all, in state_dict order, without ``tensors``)."""
-    if tensors is None:
-        return entries
-    by_key = {e.key: e for e in entries}
-    seen: set[str] = set()
-    chosen = []
-    for i, key in enumerate(tensors):
-        if key not in by_key:
-            raise RecipeError.at(("tensors", i), _no_such_key(key, entries))
-        if key in seen:
-            raise RecipeError.at(("tensors", i), f"{key!r} is listed more than once")
-        seen.add(key)
-        chosen.append(by_key[key])
-    return chosen
 
 
 def answer_dtype(entry: PresetEntry, dtype: str) -> str:
@@ -217,8 +189,9 @@ def plan_model(req: ModelRequest, settings: Settings, pool: WorkerPool, config_l
     preset = find_preset(req.model, ("model",))
     config, warnings = resolve_config(preset, req.config, config_loc)
     entries = plan_entries(preset, config, settings, config_loc or ("model",))
-    chosen = select(entries, req.tensors)
-    cuts = check_cuts(req.slice, entries, req.tensors, lambda key: _no_such_key(key, entries))
+    chosen = select_keys(entries, req.tensors, "the model")
+    keys = [e.key for e in entries]
+    cuts = check_cuts(req.slice, entries, req.tensors, lambda key: no_such_key(key, keys, "the model"))
     if cuts:
         gen = plan_cut_generation(preset, config, chosen, cuts)
         chosen = cut_entries(chosen, cuts)

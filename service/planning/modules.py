@@ -29,7 +29,16 @@ from service.engine.devices import base_provenance
 from service.engine.layers import LayerCall, StateEntry, meta_entries, name_problem
 from service.engine.rng import DTYPES, draw_seed
 from service.errors import LimitExceeded, Problem, RecipeError
-from service.planning.cuts import Bounds, CutPlan, check_cuts, cut_entries, plan_cuts, whole_provenance
+from service.planning.cuts import (
+    Bounds,
+    CutPlan,
+    check_cuts,
+    cut_entries,
+    no_such_key,
+    plan_cuts,
+    select_keys,
+    whole_provenance,
+)
 from service.planning.plan import Plan
 from service.planning.tensors import check_request_bytes, scheme_provenance
 from service.presets import accounting
@@ -142,31 +151,6 @@ def overrides_provenance(calls: list[OverrideCall], dtype: str, settings: Settin
     return extra
 
 
-def no_such_key(key: str, entries: list[StateEntry]) -> str:
-    keys = [e.key for e in entries]
-    close = difflib.get_close_matches(key, keys, n=3)
-    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
-    shown = ", ".join(keys[:LISTED_NAMES]) + (f", and {len(keys) - LISTED_NAMES} more" if len(keys) > LISTED_NAMES else "")
-    return f"the module has no state_dict key {key!r}; {hint}keys: {shown or 'none'}"
-
-
-def select_keys(entries: list[StateEntry], tensors: list[str] | None) -> list[StateEntry]:
-    """The entries asked for, in the order asked (all, in state_dict order, without ``tensors``)."""
-    if tensors is None:
-        return entries
-    by_key = {e.key: e for e in entries}
-    seen: set[str] = set()
-    chosen = []
-    for i, key in enumerate(tensors):
-        if key not in by_key:
-            raise RecipeError.at(("tensors", i), no_such_key(key, entries))
-        if key in seen:
-            raise RecipeError.at(("tensors", i), f"{key!r} is listed more than once")
-        seen.add(key)
-        chosen.append(by_key[key])
-    return chosen
-
-
 def stack_record(req: ModuleRequest, calls: list[LayerCall], device: str) -> Recording | str:
     """The stack's recorded build when its keys can be made alone (the CPU, no overrides, every
     layer type passed its self-test); else why the whole stack is built."""
@@ -217,8 +201,9 @@ def plan_module(req: ModuleRequest, settings: Settings, pool: WorkerPool) -> Pla
     device = pool.resolve(req.device)
     calls = layer_calls(req.named_layers(), req.layer_loc, settings)
     entries = stack_entries(calls, req.dtype, req.layer_loc)
-    chosen = select_keys(entries, req.tensors)
-    cuts = check_cuts(req.slice, entries, req.tensors, lambda key: no_such_key(key, entries))
+    chosen = select_keys(entries, req.tensors, "the module")
+    keys = [e.key for e in entries]
+    cuts = check_cuts(req.slice, entries, req.tensors, lambda key: no_such_key(key, keys, "the module"))
     nbytes = check_entries(cut_entries(entries if req.tensors is None else chosen, cuts), settings)
     overrides = override_calls(req, entries)
     extra: dict[str, Any] = {}
