@@ -35,7 +35,7 @@ SHIPPED = {
     "service/client/errors.py", "service/client/portable.py", "service/client/sync.py",
     "service/portable/__init__.py", "service/portable/generate.py", "service/portable/philox.py",
     "service/portable/recipes.py", "service/portable/transforms.py",
-    "service/formulas.py", "service/safetensors_header.py",
+    "service/formulas.py", "service/scheme_table.py", "service/safetensors_header.py",
 }
 
 

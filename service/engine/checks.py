@@ -18,8 +18,8 @@ import torch
 from service.engine.distributions import describe, resolve_gain
 from service.engine.gains import calculate_gain
 from service.engine.rng import DTYPES, compute_dtype
-from service.engine.schemes import SCHEMES
 from service.errors import LimitExceeded, Problem, RecipeError
+from service.scheme_table import SCHEME_TABLE
 
 # A normal draw never lands further than this many stds from its mean: Box–Muller on torch's
 # 53-bit uniforms reaches at most sqrt(-2·ln 2^-53) ≈ 8.57.
@@ -123,7 +123,7 @@ def check_recipe(scheme: str, params: Mapping[str, Any], shape: tuple[int, ...],
                 resolve_gain(params["gain"])
         except ValueError as exc:
             raise RecipeError.at(("init", field), str(exc)) from None
-    rule = SCHEMES[scheme].shape_rule
+    rule = SCHEME_TABLE[scheme].shape
     if not rule.allows(len(shape)):
         raise RecipeError.at(
             ("shape",),

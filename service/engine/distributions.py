@@ -24,6 +24,7 @@ from typing import Any, Literal
 from service.engine.fans import compute_fans
 from service.engine.gains import calculate_gain
 from service.engine.variance import TRUNCATED_NORMAL_STD_2SIGMA, scaled_variance
+from service.scheme_table import check_covers
 
 GainSpec = float | Mapping[str, Any]
 
@@ -223,6 +224,7 @@ def _d_lecun(distribution):
     return lambda p, shape: variance_scaling_distribution(1.0, "fan_in", distribution, shape)
 
 
+# Expected moments, one describer per registry scheme (``service.scheme_table``).
 _DESCRIBERS = {
     "uniform": _d_uniform,
     "normal": _d_normal,
@@ -243,3 +245,4 @@ _DESCRIBERS = {
     "lecun_normal": _d_lecun("truncated_normal"),
     "trunc_normal_tf": _d_trunc_normal_tf,
 }
+check_covers(_DESCRIBERS, "expected moments (distributions._DESCRIBERS)")

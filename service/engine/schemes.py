@@ -30,26 +30,9 @@ from service.engine.distributions import resolve_gain
 from service.engine.dtypes import NAMES, REDUCED
 from service.engine.gains import torch_nonlinearity
 from service.engine.rng import Streams
+from service.scheme_table import SCHEME_TABLE, ShapeRule, check_covers
 
 Filler = Callable[[torch.Tensor, Mapping[str, Any], Streams, int], torch.Tensor]
-
-
-@dataclass(frozen=True)
-class ShapeRule:
-    """Dimensions a scheme accepts, inclusive; ``None`` means unbounded."""
-
-    min_dims: int = 0
-    max_dims: int | None = None
-    text: str = "any"
-
-    def allows(self, ndim: int) -> bool:
-        return ndim >= self.min_dims and (self.max_dims is None or ndim <= self.max_dims)
-
-
-ANY = ShapeRule()
-AT_LEAST_2D = ShapeRule(2, None, "at least 2-D")
-EXACTLY_2D = ShapeRule(2, 2, "exactly 2-D")
-CONV_3_TO_5D = ShapeRule(3, 5, "3-, 4- or 5-D")
 
 # torch.set_num_threads is process-wide: one QR at a time changes it, and puts it back.
 _THREADS_LOCK = threading.Lock()
@@ -125,6 +108,30 @@ def _xavier(fn):
     return fill
 
 
+# One filler per registry scheme (``service.scheme_table``, which holds the shape rules).
+_FILLERS: dict[str, Filler] = {
+    "uniform": lambda t, p, s, q: init.uniform_(t, p["a"], p["b"], generator=s.values),
+    "normal": lambda t, p, s, q: init.normal_(t, p["mean"], p["std"], generator=s.values),
+    "trunc_normal": lambda t, p, s, q: init.trunc_normal_(t, p["mean"], p["std"], p["a"], p["b"], generator=s.values),
+    "constant": lambda t, p, s, q: init.constant_(t, p["val"]),
+    "ones": lambda t, p, s, q: init.ones_(t),
+    "zeros": lambda t, p, s, q: init.zeros_(t),
+    "eye": lambda t, p, s, q: init.eye_(t),
+    "dirac": dirac_,
+    "xavier_uniform": _xavier(init.xavier_uniform_),
+    "xavier_normal": _xavier(init.xavier_normal_),
+    "kaiming_uniform": _kaiming(init.kaiming_uniform_),
+    "kaiming_normal": _kaiming(init.kaiming_normal_),
+    "orthogonal": orthogonal_,
+    "sparse": sparse_,
+    "variance_scaling": lambda t, p, s, q: variance.variance_scaling_(t, p["scale"], p["mode"], p["distribution"], s.values),
+    "lecun_uniform": lambda t, p, s, q: variance.lecun_uniform_(t, s.values),
+    "lecun_normal": lambda t, p, s, q: variance.lecun_normal_(t, s.values),
+    "trunc_normal_tf": lambda t, p, s, q: variance.trunc_normal_tf_(t, p["mean"], p["std"], p["a"], p["b"], s.values),
+}
+check_covers(_FILLERS, "engine fillers")
+
+
 @dataclass(frozen=True)
 class Scheme:
     fill: Filler
@@ -133,29 +140,5 @@ class Scheme:
 
 
 SCHEMES: dict[str, Scheme] = {
-    "uniform": Scheme(lambda t, p, s, q: init.uniform_(t, p["a"], p["b"], generator=s.values), ANY),
-    "normal": Scheme(lambda t, p, s, q: init.normal_(t, p["mean"], p["std"], generator=s.values), ANY),
-    "trunc_normal": Scheme(
-        lambda t, p, s, q: init.trunc_normal_(t, p["mean"], p["std"], p["a"], p["b"], generator=s.values), ANY
-    ),
-    "constant": Scheme(lambda t, p, s, q: init.constant_(t, p["val"]), ANY, random=False),
-    "ones": Scheme(lambda t, p, s, q: init.ones_(t), ANY, random=False),
-    "zeros": Scheme(lambda t, p, s, q: init.zeros_(t), ANY, random=False),
-    "eye": Scheme(lambda t, p, s, q: init.eye_(t), EXACTLY_2D, random=False),
-    "dirac": Scheme(dirac_, CONV_3_TO_5D, random=False),
-    "xavier_uniform": Scheme(_xavier(init.xavier_uniform_), AT_LEAST_2D),
-    "xavier_normal": Scheme(_xavier(init.xavier_normal_), AT_LEAST_2D),
-    "kaiming_uniform": Scheme(_kaiming(init.kaiming_uniform_), AT_LEAST_2D),
-    "kaiming_normal": Scheme(_kaiming(init.kaiming_normal_), AT_LEAST_2D),
-    "orthogonal": Scheme(orthogonal_, AT_LEAST_2D),
-    "sparse": Scheme(sparse_, EXACTLY_2D),
-    "variance_scaling": Scheme(
-        lambda t, p, s, q: variance.variance_scaling_(t, p["scale"], p["mode"], p["distribution"], s.values),
-        AT_LEAST_2D,
-    ),
-    "lecun_uniform": Scheme(lambda t, p, s, q: variance.lecun_uniform_(t, s.values), AT_LEAST_2D),
-    "lecun_normal": Scheme(lambda t, p, s, q: variance.lecun_normal_(t, s.values), AT_LEAST_2D),
-    "trunc_normal_tf": Scheme(
-        lambda t, p, s, q: variance.trunc_normal_tf_(t, p["mean"], p["std"], p["a"], p["b"], s.values), ANY
-    ),
+    name: Scheme(_FILLERS[name], row.shape, row.random) for name, row in SCHEME_TABLE.items()
 }

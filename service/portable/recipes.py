@@ -55,38 +55,23 @@ from service.formulas import (
     calculate_gain,
     compute_fans,
 )
+from service.scheme_table import (
+    AT_LEAST_2D,
+    CONV_3_TO_5D,
+    DISTRIBUTIONS,
+    EXACTLY_2D,
+    SCHEME_TABLE,
+    VARIANCE_MODES,
+    ShapeRule,
+)
 
 MIN_WINDOW_PROBABILITY = 1e-4
 
-_ANY, _MATRIX, _AT_LEAST_2D, _CONV = "any", "2d", ">=2d", "3-5d"
-
-# scheme -> (defaults, required parameters, shape rule); None marks a required parameter
-_SCHEMES: dict[str, tuple[dict[str, object], str]] = {
-    "uniform": ({"a": 0.0, "b": 1.0}, _ANY),
-    "normal": ({"mean": 0.0, "std": 1.0}, _ANY),
-    "trunc_normal": ({"mean": 0.0, "std": 1.0, "a": -2.0, "b": 2.0}, _ANY),
-    "trunc_normal_tf": ({"mean": 0.0, "std": 1.0, "a": -2.0, "b": 2.0}, _ANY),
-    "constant": ({"val": None}, _ANY),
-    "ones": ({}, _ANY),
-    "zeros": ({}, _ANY),
-    "eye": ({}, _MATRIX),
-    "dirac": ({"groups": 1}, _CONV),
-    "xavier_uniform": ({"gain": 1.0}, _AT_LEAST_2D),
-    "xavier_normal": ({"gain": 1.0}, _AT_LEAST_2D),
-    "kaiming_uniform": ({"a": 0.0, "mode": "fan_in", "nonlinearity": "leaky_relu"}, _AT_LEAST_2D),
-    "kaiming_normal": ({"a": 0.0, "mode": "fan_in", "nonlinearity": "leaky_relu"}, _AT_LEAST_2D),
-    "orthogonal": ({"gain": 1.0}, _AT_LEAST_2D),
-    "sparse": ({"sparsity": None, "std": 0.01}, _MATRIX),
-    "variance_scaling": (
-        {"scale": 1.0, "mode": "fan_in", "distribution": "truncated_normal"},
-        _AT_LEAST_2D,
-    ),
-    "lecun_uniform": ({}, _AT_LEAST_2D),
-    "lecun_normal": ({}, _AT_LEAST_2D),
+# scheme -> (defaults, shape rule), from the registry; None marks a required parameter
+_SCHEMES: dict[str, tuple[dict[str, object], ShapeRule]] = {
+    name: (row.defaults, row.shape) for name, row in SCHEME_TABLE.items()
 }
 SCHEMES: tuple[str, ...] = tuple(_SCHEMES)
-VARIANCE_MODES = ("fan_in", "fan_out", "fan_avg")
-DISTRIBUTIONS = ("truncated_normal", "normal", "uniform")
 
 
 class PortableError(ValueError):
@@ -201,13 +186,15 @@ def window_probability(alpha: float, beta: float) -> float:
     return 1.0 - 0.5 * (math.erfc(-alpha / math.sqrt(2.0)) + math.erfc(beta / math.sqrt(2.0)))
 
 
-def _check_shape(scheme: str, rule: str, shape: Sequence[int]) -> None:
+def _check_shape(scheme: str, rule: ShapeRule, shape: Sequence[int]) -> None:
     nd = len(shape)
-    if rule == _MATRIX and nd != 2:
+    if rule.allows(nd):
+        return
+    if rule == EXACTLY_2D:
         raise PortableRecipeError(f"{scheme} needs an exactly 2-D shape; got {nd}-D shape {list(shape)}")
-    if rule == _AT_LEAST_2D and nd < 2:
+    if rule == AT_LEAST_2D:
         raise PortableRecipeError(f"{scheme} needs a shape with at least 2 dimensions; got {list(shape)}")
-    if rule == _CONV and nd not in (3, 4, 5):
+    if rule == CONV_3_TO_5D:
         raise PortableRecipeError(f"{scheme} needs a 3-, 4- or 5-D shape; got {nd}-D shape {list(shape)}")
 
 

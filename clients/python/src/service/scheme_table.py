@@ -1,0 +1,1 @@
+../../../../service/scheme_table.py
