@@ -3,7 +3,9 @@
 With a discriminator, a bad ``std`` is one error at ``init.normal.std`` and an unknown scheme
 lists the known ones (a plain ``Union`` would report every member). Every model forbids unknown
 keys, so a misspelt ``sdt`` is a 422 at its own ``loc``. Numbers must be finite JSON numbers;
-booleans are never numbers (torch rejects ``True`` as a slope too).
+booleans are never numbers (torch rejects ``True`` as a slope too). Defaults are the scheme
+registry's (``service.scheme_table``); ``tests/test_scheme_tables.py`` pins the rest of each
+model (parameter names, types, required-ness, constraints) to it.
 
 Longer than the ~300 lines most modules keep to: one model per scheme with its validators; the discriminated union is the one table the API documents, so it stays in one file.
 """
@@ -26,6 +28,14 @@ from pydantic import (
     field_validator,
 )
 from pydantic_core import PydanticCustomError
+
+from service.scheme_table import SCHEME_TABLE, check_covers
+
+
+def _default(scheme: str, name: str) -> Any:
+    """A parameter's default, from the scheme registry (``service.scheme_table``)."""
+    return SCHEME_TABLE[scheme].param(name).default
+
 
 Nonlinearity = Literal[
     "linear", "identity", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
@@ -136,8 +146,8 @@ class UniformInit(StrictModel):
     """U(a, b). ``torch.nn.init.uniform_``."""
 
     scheme: Literal["uniform"]
-    a: Number = Field(0.0, description="The lower bound of the uniform distribution.")
-    b: Number = Field(1.0, validate_default=True, description="The upper bound of the uniform distribution (a <= b).")
+    a: Number = Field(_default("uniform", "a"), description="The lower bound of the uniform distribution.")
+    b: Number = Field(_default("uniform", "b"), validate_default=True, description="The upper bound of the uniform distribution (a <= b).")
     _b_ge_a = _greater("b", "a", strict=False)
 
 
@@ -145,18 +155,18 @@ class NormalInit(StrictModel):
     """N(mean, std²). ``torch.nn.init.normal_``."""
 
     scheme: Literal["normal"]
-    mean: Number = Field(0.0, description="The mean of the normal distribution.")
-    std: NonNegative = Field(1.0, description="The standard deviation of the normal distribution (>= 0).")
+    mean: Number = Field(_default("normal", "mean"), description="The mean of the normal distribution.")
+    std: NonNegative = Field(_default("normal", "std"), description="The standard deviation of the normal distribution (>= 0).")
 
 
 class TruncNormalInit(StrictModel):
     """N(mean, std²) with values outside [a, b] redrawn. ``torch.nn.init.trunc_normal_``."""
 
     scheme: Literal["trunc_normal"]
-    mean: Number = Field(0.0, description="The mean of the normal distribution.")
-    std: Positive = Field(1.0, description="The standard deviation of the normal distribution (> 0).")
-    a: Number = Field(-2.0, description="The minimum cutoff value (absolute, not in std units).")
-    b: Number = Field(2.0, validate_default=True, description="The maximum cutoff value (absolute, a < b).")
+    mean: Number = Field(_default("trunc_normal", "mean"), description="The mean of the normal distribution.")
+    std: Positive = Field(_default("trunc_normal", "std"), description="The standard deviation of the normal distribution (> 0).")
+    a: Number = Field(_default("trunc_normal", "a"), description="The minimum cutoff value (absolute, not in std units).")
+    b: Number = Field(_default("trunc_normal", "b"), validate_default=True, description="The maximum cutoff value (absolute, a < b).")
     _b_gt_a = _greater("b", "a", strict=True)
 
 
@@ -164,10 +174,10 @@ class TruncNormalTFInit(StrictModel):
     """TensorFlow-style truncated normal: cut-offs in std units, applied before scaling (timm's ``trunc_normal_tf_``)."""
 
     scheme: Literal["trunc_normal_tf"]
-    mean: Number = Field(0.0, description="The mean added after truncation.")
-    std: Positive = Field(1.0, description="The scale applied after truncation (> 0).")
-    a: Number = Field(-2.0, description="The minimum cutoff, in standard deviations.")
-    b: Number = Field(2.0, validate_default=True, description="The maximum cutoff, in standard deviations (a < b).")
+    mean: Number = Field(_default("trunc_normal_tf", "mean"), description="The mean added after truncation.")
+    std: Positive = Field(_default("trunc_normal_tf", "std"), description="The scale applied after truncation (> 0).")
+    a: Number = Field(_default("trunc_normal_tf", "a"), description="The minimum cutoff, in standard deviations.")
+    b: Number = Field(_default("trunc_normal_tf", "b"), validate_default=True, description="The maximum cutoff, in standard deviations (a < b).")
     _b_gt_a = _greater("b", "a", strict=True)
 
 
@@ -200,21 +210,21 @@ class DiracInit(StrictModel):
     """The Dirac delta: convolutions that preserve their input (3-, 4- or 5-D). ``torch.nn.init.dirac_``."""
 
     scheme: Literal["dirac"]
-    groups: int = Field(1, ge=1, description="Number of groups in the conv layer; must divide shape[0].")
+    groups: int = Field(_default("dirac", "groups"), ge=1, description="Number of groups in the conv layer; must divide shape[0].")
 
 
 class XavierUniformInit(StrictModel):
     """U(−bound, bound), bound = gain·sqrt(6 / (fan_in + fan_out)). Glorot & Bengio 2010. ``torch.nn.init.xavier_uniform_``."""
 
     scheme: Literal["xavier_uniform"]
-    gain: Gain = 1.0
+    gain: Gain = _default("xavier_uniform", "gain")
 
 
 class XavierNormalInit(StrictModel):
     """N(0, std²), std = gain·sqrt(2 / (fan_in + fan_out)). Glorot & Bengio 2010. ``torch.nn.init.xavier_normal_``."""
 
     scheme: Literal["xavier_normal"]
-    gain: Gain = 1.0
+    gain: Gain = _default("xavier_normal", "gain")
 
 
 _KAIMING_A = "The negative slope of the rectifier used after this layer (only used with 'leaky_relu')."
@@ -229,25 +239,25 @@ class KaimingUniformInit(StrictModel):
     """U(−bound, bound), bound = gain·sqrt(3 / fan_mode). He et al. 2015. ``torch.nn.init.kaiming_uniform_``."""
 
     scheme: Literal["kaiming_uniform"]
-    a: Number = Field(0.0, description=_KAIMING_A)
-    mode: CaseFreeFanMode = Field("fan_in", description=_KAIMING_MODE)
-    nonlinearity: Nonlinearity = Field("leaky_relu", description=_KAIMING_NONLINEARITY)
+    a: Number = Field(_default("kaiming_uniform", "a"), description=_KAIMING_A)
+    mode: CaseFreeFanMode = Field(_default("kaiming_uniform", "mode"), description=_KAIMING_MODE)
+    nonlinearity: Nonlinearity = Field(_default("kaiming_uniform", "nonlinearity"), description=_KAIMING_NONLINEARITY)
 
 
 class KaimingNormalInit(StrictModel):
     """N(0, std²), std = gain / sqrt(fan_mode). He et al. 2015. ``torch.nn.init.kaiming_normal_``."""
 
     scheme: Literal["kaiming_normal"]
-    a: Number = Field(0.0, description=_KAIMING_A)
-    mode: CaseFreeFanMode = Field("fan_in", description=_KAIMING_MODE)
-    nonlinearity: Nonlinearity = Field("leaky_relu", description=_KAIMING_NONLINEARITY)
+    a: Number = Field(_default("kaiming_normal", "a"), description=_KAIMING_A)
+    mode: CaseFreeFanMode = Field(_default("kaiming_normal", "mode"), description=_KAIMING_MODE)
+    nonlinearity: Nonlinearity = Field(_default("kaiming_normal", "nonlinearity"), description=_KAIMING_NONLINEARITY)
 
 
 class OrthogonalInit(StrictModel):
     """A (semi-)orthogonal matrix, trailing dims flattened. Saxe et al. 2013. ``torch.nn.init.orthogonal_``."""
 
     scheme: Literal["orthogonal"]
-    gain: SignedGain = 1.0
+    gain: SignedGain = _default("orthogonal", "gain")
 
 
 class SparseInit(StrictModel):
@@ -255,19 +265,19 @@ class SparseInit(StrictModel):
 
     scheme: Literal["sparse"]
     sparsity: float = Field(ge=0, le=1, allow_inf_nan=False, description="The fraction of elements in each column to be set to zero.")
-    std: NonNegative = Field(0.01, description="The standard deviation of the normal distribution used to generate the non-zero values.")
+    std: NonNegative = Field(_default("sparse", "std"), description="The standard deviation of the normal distribution used to generate the non-zero values.")
 
 
 class VarianceScalingInit(StrictModel):
     """Variance v = scale / n, n = fan_in | fan_out | (fan_in + fan_out)/2; JAX/Keras ``VarianceScaling`` on torch's fan layout."""
 
     scheme: Literal["variance_scaling"]
-    scale: Positive = Field(1.0, description="Scaling factor of the variance (> 0).")
+    scale: Positive = Field(_default("variance_scaling", "scale"), description="Scaling factor of the variance (> 0).")
     mode: CaseFreeVarianceMode = Field(
-        "fan_in", description="Which fan n is: 'fan_in', 'fan_out' or 'fan_avg' (any case, as torch's mode.lower())."
+        _default("variance_scaling", "mode"), description="Which fan n is: 'fan_in', 'fan_out' or 'fan_avg' (any case, as torch's mode.lower())."
     )
     distribution: VarianceDistribution = Field(
-        "truncated_normal", description="'truncated_normal' (std corrected for truncation at ±2σ), 'normal' or 'uniform'."
+        _default("variance_scaling", "distribution"), description="'truncated_normal' (std corrected for truncation at ±2σ), 'normal' or 'uniform'."
     )
 
 
@@ -292,10 +302,12 @@ InitRecipe = Annotated[
     Field(discriminator="scheme", description="The initializer and its parameters, discriminated on 'scheme'."),
 ]
 
-# Scheme name -> model: InitRecipe's union members, each keyed by its Literal ``scheme``.
+# Scheme name -> model: InitRecipe's union members, each keyed by its Literal ``scheme`` (in the
+# union's order, which /openapi.json and /v1/schemes follow); the registry's schemes, exactly.
 RECIPE_MODELS: dict[str, type[StrictModel]] = {
     get_args(model.model_fields["scheme"].annotation)[0]: model for model in get_args(get_args(InitRecipe)[0])
 }
+check_covers(RECIPE_MODELS, "request schemas (InitRecipe)")
 
 
 def recipe_params(recipe: BaseModel) -> dict[str, Any]:
