@@ -6,6 +6,7 @@ The bug is forced by swapping a scheme's filler for one that raises, on a server
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import socket
@@ -33,14 +34,9 @@ def _raising(exc: BaseException):
 @pytest.fixture
 def broken_ones(monkeypatch):
     """``ones`` raises ``Boom``; ``zeros`` raises what torch raises on an index past a dimension."""
-    monkeypatch.setitem(schemes.SCHEMES, "ones", schemes.Scheme(_raising(Boom("the filler broke")), schemes.ANY, False))
-    monkeypatch.setitem(
-        schemes.SCHEMES,
-        "zeros",
-        schemes.Scheme(
-            _raising(IndexError("index 0 is out of bounds for dimension 2 with size 0")), schemes.ANY, False
-        ),
-    )
+    for name, exc in (("ones", Boom("the filler broke")),
+                      ("zeros", IndexError("index 0 is out of bounds for dimension 2 with size 0"))):
+        monkeypatch.setitem(schemes.SCHEMES, name, dataclasses.replace(schemes.SCHEMES[name], fill=_raising(exc)))
 
 
 @pytest.fixture
