@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import pwd
-import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -31,56 +28,10 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._servers import ROOT, free_port, rss_bytes, serve
+from bench._nginx import start_nginx, stop_nginx
+from bench._servers import rss_bytes, serve
 
 URL = "/v1/tensor?shape=256,784&scheme=kaiming_uniform&seed=0&device=cpu"
-CONF = ROOT / "deploy" / "nginx" / "initsvc-cache.conf"
-MAIN_CONF = """\
-daemon off;
-worker_processes 1;
-{user}
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {prefix}/client_body;
-    proxy_temp_path {prefix}/proxy;
-    fastcgi_temp_path {prefix}/fastcgi;
-    uwsgi_temp_path {prefix}/uwsgi;
-    scgi_temp_path {prefix}/scgi;
-    include {prefix}/initsvc-cache.conf;
-}}
-"""
-
-
-def start_nginx(prefix: Path, upstream: str) -> tuple[subprocess.Popen, str]:
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    if not os.access(nginx, os.X_OK):
-        sys.exit("nginx is not installed (bash .ci/nginx-setup installs Debian's)")
-    port = free_port()
-    (prefix / "cache").mkdir()
-    values = {"CACHE_UPSTREAM": upstream, "CACHE_LISTEN": f"127.0.0.1:{port}",
-              "CACHE_DIR": str(prefix / "cache"), "CACHE_MAX_SIZE": "256m"}
-    (prefix / "initsvc-cache.conf").write_text(re.sub(r"\$\{(CACHE_\w+)\}", lambda m: values[m[1]], CONF.read_text()))
-    user = f"user {pwd.getpwuid(os.geteuid()).pw_name};" if os.geteuid() == 0 else ""
-    (prefix / "nginx.conf").write_text(MAIN_CONF.format(prefix=prefix, user=user))
-    proc = subprocess.Popen([nginx, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", str(prefix / "error.log")],
-                            stdin=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            if httpx.get(f"{url}/cache-healthz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline or proc.poll() is not None:
-            proc.kill()
-            sys.exit(f"nginx did not start: {(prefix / 'error.log').read_text()}")
-        time.sleep(0.05)
-
-
 def measure(base: str, requests: int, clients: int) -> dict:
     """`requests` GETs of URL over `clients` parallel keep-alive connections: curl --parallel, a C
     client, so that the client's own cost on these shared cores stays small."""
@@ -142,7 +93,8 @@ def main() -> None:
         parser.error("--clients 1..64, --requests 1..100000, --rounds 1..10")
 
     with serve() as (service_url, _), tempfile.TemporaryDirectory(prefix="initsvc-cache-bench-") as scratch:
-        nginx, nginx_url = start_nginx(Path(scratch), service_url.removeprefix("http://"))
+        nginx, nginx_port = start_nginx(Path(scratch), service_url.removeprefix("http://"))
+        nginx_url = f"http://127.0.0.1:{nginx_port}"
         try:
             best: dict[str, dict] = {}
             for _ in range(args.rounds):
@@ -152,8 +104,7 @@ def main() -> None:
                         best[name] = result
             large = large_through_nginx(nginx_url, nginx.pid, args.large_mib) if args.large_mib else []
         finally:
-            nginx.terminate()
-            nginx.wait(10)
+            stop_nginx(nginx, Path(scratch))
 
     alone, cached = best["service alone"], best["behind nginx (HIT)"]
     assert alone["body"] == cached["body"], "nginx served different bytes"

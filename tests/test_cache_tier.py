@@ -5,13 +5,7 @@ bit; ``no-store``, ``no-cache``, errors and POSTs are not."""
 
 from __future__ import annotations
 
-import os
-import pwd
-import re
-import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,93 +13,16 @@ import httpx
 import pytest
 from safetensors.torch import load
 
-from tests.conftest import LiveServer, _free_port, live_server
+from bench._nginx import NGINX, start_nginx, stop_nginx
+from tests.conftest import LiveServer, live_server
 from tests.torch_reference import as_bytes, reference
-
-ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "deploy" / "nginx" / "initsvc-cache.conf"
-NGINX = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
 
 pytestmark = pytest.mark.skipif(
     NGINX is None, reason="nginx is not installed (CI installs Debian's nginx-light with .ci/nginx-setup)"
 )
 
-MAIN_CONF = """\
-daemon off;
-worker_processes 1;
-{user}
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {prefix}/client_body;
-    proxy_temp_path {prefix}/proxy;
-    fastcgi_temp_path {prefix}/fastcgi;
-    uwsgi_temp_path {prefix}/uwsgi;
-    scgi_temp_path {prefix}/scgi;
-    include {prefix}/initsvc-cache.conf;
-}}
-"""
-
-
-def render(template: str, values: dict[str, str]) -> str:
-    """What the nginx image's envsubst does: every ${CACHE_...} placeholder filled, none left."""
-    text = re.sub(r"\$\{(CACHE_\w+)\}", lambda m: values[m[1]], template)
-    assert "${" not in text
-    return text
-
-
-def _wait_for_port(port: int, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"nginx exited {process.returncode}: {log.read_text() if log.exists() else ''}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError("nginx did not start listening")
-
-
-def start_nginx(prefix: Path, upstream_port: int) -> tuple[subprocess.Popen, int]:
-    """nginx with the repository's conf in front of 127.0.0.1:upstream_port; (process, its port)."""
-    port = _free_port()
-    (prefix / "cache").mkdir(mode=0o700)
-    values = {
-        "CACHE_UPSTREAM": f"127.0.0.1:{upstream_port}",
-        "CACHE_LISTEN": f"127.0.0.1:{port}",
-        "CACHE_DIR": str(prefix / "cache"),
-        "CACHE_MAX_SIZE": "256m",
-    }
-    (prefix / "initsvc-cache.conf").write_text(render(CONF.read_text(), values))
-    # As root nginx would hand its workers to "nobody", who cannot write the scratch cache folder.
-    user = f"user {pwd.getpwuid(os.geteuid()).pw_name};" if os.geteuid() == 0 else ""
-    (prefix / "nginx.conf").write_text(MAIN_CONF.format(prefix=prefix, user=user))
-    log = prefix / "error.log"
-    process = subprocess.Popen(
-        [NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", str(log)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    try:
-        _wait_for_port(port, process, log)
-    except BaseException:
-        process.kill()
-        process.wait(10)
-        process.stderr.close()
-        raise
-    return process, port
-
-
 def _stop(process: subprocess.Popen, prefix: Path) -> None:
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(10)
-    process.stderr.close()
-    errors = [line for line in (prefix / "error.log").read_text().splitlines() if "[emerg]" in line or "[crit]" in line]
+    errors = stop_nginx(process, prefix)
     assert not errors, errors
 
 
@@ -113,7 +30,7 @@ def _stop(process: subprocess.Popen, prefix: Path) -> None:
 def cached(server: LiveServer, tmp_path_factory) -> Iterator[httpx.Client]:
     """A client of nginx, which forwards to the session's live service."""
     prefix = tmp_path_factory.mktemp("nginx")
-    process, port = start_nginx(prefix, server.port)
+    process, port = start_nginx(prefix, f"127.0.0.1:{server.port}")
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
             yield client
@@ -242,7 +159,7 @@ def test_a_hit_needs_the_credential_the_service_accepted(tmp_path):
     """With API keys on, a cached answer never reaches a request the service would refuse."""
     url = "/v1/tensor?shape=8,8&scheme=uniform&seed=19&device=cpu"
     with live_server(api_keys="key-one,key-two") as guarded:
-        process, port = start_nginx(tmp_path, guarded.port)
+        process, port = start_nginx(tmp_path, f"127.0.0.1:{guarded.port}")
         try:
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
                 one = {"Authorization": "Bearer key-one"}
