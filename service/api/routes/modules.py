@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import functools
-import math
 import re
-from typing import Any
+from typing import Any, get_args
 
 from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -16,13 +14,11 @@ from service.api.answer import answer
 from service.api.deps import PoolDep, SettingsDep
 from service.api.errors import ERROR_RESPONSES
 from service.api.routes.tensors import BINARY_RESPONSE
-from service.engine.layers import PARAMETER_FREE, LayerCall, default_distributions, meta_layer, state_entries
-from service.engine.rng import DTYPES
-from service.engine.stats import expected_fields
-from service.errors import LimitExceeded
+from service.planning.layers import LayerQuery, describe_layer, layer_catalog
 from service.planning.modules import plan_module
 from service.schemas.layers import LAYER_MODELS
 from service.schemas.modules import ModuleRequest
+from service.schemas.requests import DType
 from service.schemas.responses import LayerCatalog, LayerStateDict
 
 router = APIRouter(prefix="/v1", tags=["modules"])
@@ -30,6 +26,7 @@ router = APIRouter(prefix="/v1", tags=["modules"])
 _INT = re.compile(r"^[+-]?[0-9]+$")
 _NUMBER = re.compile(r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$")
 _WORDS = {"true": True, "false": False, "null": None}
+_DTYPES: tuple[str, ...] = get_args(DType)
 
 
 @router.post("/module", responses={**BINARY_RESPONSE, **ERROR_RESPONSES}, response_class=Response)
@@ -66,7 +63,7 @@ def _token(text: str) -> Any:
     return _WORDS.get(text, text)
 
 
-def _layer_from_query(pairs: list[tuple[str, str]]) -> tuple[Any, str]:
+def _layer_from_query(pairs: list[tuple[str, str]]) -> LayerQuery:
     """``type=Conv2d&in_channels=3&kernel_size=3,3`` → the validated layer model and the dtype."""
     raw: dict[str, str] = {}
     for key, value in pairs:
@@ -80,65 +77,16 @@ def _layer_from_query(pairs: list[tuple[str, str]]) -> tuple[Any, str]:
     if model is None:
         raise _query_error(("type",), f"type must be one of: {', '.join(LAYER_MODELS)}; got {kind!r}", "literal_error")
     dtype = raw.pop("dtype", "float32")
-    if dtype not in DTYPES:
-        raise _query_error(("dtype",), f"dtype must be one of: {', '.join(DTYPES)}; got {dtype!r}", "literal_error")
+    if dtype not in _DTYPES:
+        raise _query_error(("dtype",), f"dtype must be one of: {', '.join(_DTYPES)}; got {dtype!r}", "literal_error")
     body: dict[str, Any] = {"type": kind}
     for key, text in raw.items():
         body[key] = [_token(t) for t in text.split(",")] if "," in text else _token(text)
     try:
-        return model.model_validate(body), dtype
+        return LayerQuery(model.model_validate(body), dtype)
     except ValidationError as exc:
         errors = [{"loc": ("query", *e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
         raise RequestValidationError(errors) from None
-
-
-def _arguments(model: Any) -> list[dict[str, Any]]:
-    schema = model.model_json_schema()
-    required = set(schema.get("required", []))
-    listed = []
-    for name, prop in schema.get("properties", {}).items():
-        if name == "type":
-            continue
-        entry = {k: v for k, v in prop.items() if k != "title"}
-        entry.update(name=name, required=name in required)
-        listed.append(entry)
-    return listed
-
-
-@functools.cache
-def _catalog() -> dict[str, Any]:
-    return {
-        "layers": {
-            name: {
-                "torch": f"torch.nn.{name}",
-                "description": (model.__doc__ or "").strip(),
-                "has_state": name not in PARAMETER_FREE,
-                "arguments": _arguments(model),
-            }
-            for name, model in LAYER_MODELS.items()
-        },
-        "dtypes": list(DTYPES),
-    }
-
-
-def _describe_layer(layer: Any, dtype: str, max_elements: int) -> dict[str, Any]:
-    largest = layer.largest_elements()
-    if largest > max_elements:
-        raise LimitExceeded(f"this {layer.type} would have a tensor of {largest} elements", largest, max_elements, "INITSVC_MAX_ELEMENTS")
-    module = meta_layer(LayerCall("layer", layer.type, layer.arguments()), DTYPES[dtype])
-    defaults = default_distributions(module)
-    entries: list[dict[str, Any]] = []
-    for e in state_entries(module):
-        scheme, dist = defaults.get(e.key, ("default", None))
-        init = {"scheme": scheme, **expected_fields(dist)} if dist is not None else None
-        entries.append({"key": e.key, "shape": list(e.shape), "dtype": e.dtype, "kind": "parameter" if e.parameter else "buffer", "default_init": init})
-    return {
-        "type": layer.type,
-        "arguments": layer.model_dump(mode="json", exclude={"type"}),
-        "dtype": dtype,
-        "state_dict": entries,
-        "elements": sum(math.prod(e["shape"]) for e in entries),
-    }
 
 
 @router.get(
@@ -146,7 +94,7 @@ def _describe_layer(layer: Any, dtype: str, max_elements: int) -> dict[str, Any]
     response_model=LayerCatalog | LayerStateDict,
     responses={422: ERROR_RESPONSES[422], 413: ERROR_RESPONSES[413]},
 )
-async def list_layers(request: Request, settings: SettingsDep) -> dict[str, Any]:
+async def list_layers(request: Request, settings: SettingsDep) -> LayerCatalog | LayerStateDict:
     """The layer types `POST /v1/module` accepts, with their arguments.
 
     Without parameters: every supported type (its torch class, description, and each constructor argument with
@@ -162,6 +110,5 @@ async def list_layers(request: Request, settings: SettingsDep) -> dict[str, Any]
     (`kernel_size=3,5`). The same validation as the POST body applies: a bad argument is a 422 naming it."""
     pairs = list(request.query_params.multi_items())
     if not pairs:
-        return _catalog()
-    layer, dtype = _layer_from_query(pairs)
-    return await run_in_threadpool(_describe_layer, layer, dtype, settings.max_elements)
+        return layer_catalog()
+    return await run_in_threadpool(describe_layer, _layer_from_query(pairs), settings)
