@@ -196,7 +196,8 @@ def _check_selected(op: Op, dtype: torch.dtype, seed: int = 20240607, base_draws
     serial torch: odd row length, runs that start on odd draws, the last run at the very end
     (9797 % 16 = 5, so normal_'s tail block), one and two threads, and one block of 9700 elements,
     enough to tell fused from unfused float steps (a wrong choice in the normal_ kernel changed
-    about 1 element in 1200). Cached with the rest of the self-test."""
+    about 1 element in 1200); then the whole tensor as one run (``transforms.fill_run_``, what
+    ``pieces`` uses). Cached with the rest of the self-test."""
     shape, p1, p2 = (97, 101), -3.0, 7.5
     g = torch.Generator().manual_seed(seed)
     torch.empty(base_draws, dtype=torch.int32).random_(generator=g)
@@ -217,7 +218,9 @@ def _check_selected(op: Op, dtype: torch.dtype, seed: int = 20240607, base_draws
         want = full[tuple(slice(a, b) for a, b in bounds)].contiguous()
         if not (ok and torch.equal(got.view(torch.uint8), want.view(torch.uint8))):
             return False
-    return True
+    whole = torch.empty(shape, dtype=dtype)  # the whole tensor in one run (``pieces`` on this host)
+    ok = transforms.fill_run_(whole.view(-1), op, p1, p2, mt19937.state_at(seed, base_draws))
+    return ok and torch.equal(whole.view(torch.uint8), full.view(torch.uint8))
 
 
 def _passed(op: Op, dtype: torch.dtype) -> bool:

@@ -210,17 +210,14 @@ def make_tensor(
     # (op, p1, p2, stream position in draws) when the fast path applies, else None.
     fast: tuple[Op, float, float, int] | None = None
     self_test_fallback = False
-    if (
-        device.type == "cpu"
-        and dist.draw is not None
-        and streams.draws is not None
-        and n > 0
-        and (spec.slice is not None or n >= chunked.PARALLEL_MIN_ELEMENTS)
-    ):
+    if device.type == "cpu" and dist.draw is not None and streams.draws is not None and n > 0:
         op, p1, p2 = dist.draw
-        if pieces.supported(op, dtype, n):
+        # Worth it for slices, for tensors big enough to split, and wherever the kernel (several
+        # times torch's element-by-element loop) passed its self-test here.
+        worth = spec.slice is not None or n >= chunked.PARALLEL_MIN_ELEMENTS or chunked.selected_ok(op, dtype)
+        if worth and pieces.supported(op, dtype, n):
             fast = (op, p1, p2, streams.draws)
-        else:
+        elif worth:
             # The start-up self-test found chunked generation of this op/dtype unlike serial torch here.
             self_test_fallback = pieces.supported(op, dtype, max(n, BLOCK)) is False
     messages: list[str] = []
@@ -263,7 +260,7 @@ def make_tensor(
 
         pieces.fill_in_pieces_(flat, op, p1, p2, streams.seed, start, threads, ready, cancelled)
         streams.advance(draws_consumed(op, dtype, n))
-        generation = {"threads": threads}
+        generation = {"threads": min(threads, len(pieces.piece_bounds(op, n, threads)) - 1)}
     else:
         streams.sync()
         t = torch.empty(spec.shape, dtype=dtype, device=device)

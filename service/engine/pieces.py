@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from service.engine import chunked, mt19937
+from service.engine import chunked, mt19937, transforms
 from service.engine.draws import BLOCK, Op, draws_per_element, fill_serial_
 
 PIECE_ELEMENTS = 1 << 25
@@ -67,13 +67,16 @@ def fill_in_pieces_(
     bounds = piece_bounds(op, n, threads)
     base = mt19937.state_at(seed, base_draws)
     d = draws_per_element(flat.dtype)
+    native = chunked.selected_ok(op, flat.dtype)  # the kernel, where its self-test passed here
 
     def fill(k: int) -> None:
         if cancelled is not None and cancelled():
             return
         start, stop = bounds[k], bounds[k + 1]
         state = mt19937.jump(base, d * start // chunked.CHUNK_UNIT)
-        fill_serial_(flat[start:stop], op, p1, p2, mt19937.load_state(state))
+        piece = flat[start:stop]
+        if not (native and transforms.fill_run_(piece, op, p1, p2, state)):
+            fill_serial_(piece, op, p1, p2, mt19937.load_state(state))
 
     pieces = len(bounds) - 1
     if threads <= 1 or pieces == 1:

@@ -106,6 +106,45 @@ static inline uint32_t draw(uint32_t *s, int64_t *pos) {
     return temper(s[(*pos)++]);
 }
 
+/* The next n words of the stream, tempered, into w: a block at a time, so the loops vectorize. */
+static void draw_words(uint32_t *s, int64_t *pos, int64_t n, uint32_t *w) {
+    while (n > 0) {
+        if (*pos == MT_N) { twist(s); *pos = 0; }
+        int64_t m = MT_N - *pos;
+        if (m > n) m = n;
+        const uint32_t *from = s + *pos;
+        for (int64_t j = 0; j < m; j++) w[j] = temper(from[j]);
+        w += m; *pos += m; n -= m;
+    }
+}
+
+/* n float32 uniforms into o, a block of the state at a time (the loops vectorize). */
+static void uniform_f32_run(uint32_t *s, int64_t *pos, int64_t n, int fused, float f, float t, float *o) {
+    const float range = t - f;
+    const float div = 1.0f / 16777216.0f;
+    while (n > 0) {
+        if (*pos == MT_N) { twist(s); *pos = 0; }
+        int64_t m = MT_N - *pos;
+        if (m > n) m = n;
+        const uint32_t *w = s + *pos;
+        if (fused) {
+            for (int64_t j = 0; j < m; j++) {
+                float x = (float)(int32_t)(temper(w[j]) & 0xffffffu) * div;
+                float p = fmaf(x, range, f);
+                o[j] = p == t ? f : p;
+            }
+        } else {
+            for (int64_t j = 0; j < m; j++) {
+                float x = (float)(int32_t)(temper(w[j]) & 0xffffffu) * div;
+                float p = x * range;
+                p = p + f;
+                o[j] = p == t ? f : p;
+            }
+        }
+        o += m; *pos += m; n -= m;
+    }
+}
+
 static void skip(uint32_t *s, int64_t *pos, int64_t k) {
     int64_t room = MT_N - *pos;
     if (k <= room) { *pos += k; return; }
@@ -127,18 +166,12 @@ int64_t select_uniform(uint32_t *s, int64_t pos, const int64_t *starts, const in
     if (mode == 0) {
         float *o = (float *)out;
         const float f = (float)from, t = (float)to;
-        const float range = t - f;
-        const float div = 1.0f / 16777216.0f;
         for (int64_t i = 0; i < nseg; i++) {
             skip(s, &pos, starts[i] - at);
             at = starts[i];
             int64_t n = lens[i];
-            for (int64_t j = 0; j < n; j++) {
-                float x = (float)(draw(s, &pos) & 0xffffffu) * div;
-                float p;
-                if (fused) { p = fmaf(x, range, f); } else { p = x * range; p = p + f; }
-                *o++ = p == t ? f : p;
-            }
+            uniform_f32_run(s, &pos, n, fused, f, t, o);
+            o += n;
             at += n;
         }
     } else {
@@ -246,13 +279,15 @@ int64_t select_normal_f32(uint32_t *s, int64_t pos, int64_t origin, int64_t n, c
     const int64_t tail_from = (n % 16) ? n - 16 : n;
     int64_t at = 0, have = -1; /* relative draw position; block origin held in blk (-1: none) */
     float u[16], blk[16];
+    uint32_t w16[16];
     for (int64_t i = 0; i < nseg; i++) {
         for (int64_t k = starts[i], stop = starts[i] + lens[i]; k < stop;) {
             int64_t first = k >= tail_from ? n : k - k % 16;      /* draw of the block's first uniform */
             int64_t base_el = k >= tail_from ? n - 16 : first;     /* its first element */
             if (first != have) {
                 skip(s, &pos, first - origin - at);
-                for (int j = 0; j < 16; j++) u[j] = (float)(draw(s, &pos) & 0xffffffu) * (1.0f / 16777216.0f);
+                draw_words(s, &pos, 16, w16);
+                for (int j = 0; j < 16; j++) u[j] = (float)(int32_t)(w16[j] & 0xffffffu) * (1.0f / 16777216.0f);
                 at = first - origin + 16;
                 box_muller16(u, mean, std, blk);
                 have = first;
@@ -389,6 +424,33 @@ def _call(
         words.ctypes.data, pos, starts.ctypes.data, lens.ctypes.data, starts.size,
         mode, fused, lo, hi, out.data_ptr(),
     )
+
+
+def fill_run_(out_flat: torch.Tensor, op: str, p1: float, p2: float, state: mt19937.MTState) -> bool:
+    """``out_flat.uniform_(p1, p2)`` or ``.normal_(p1, p2)`` from a generator holding ``state``,
+    all of contiguous 1-D ``out_flat``, by the kernel; ``False`` (nothing written) where it does
+    not serve (op, dtype) or ``normal_`` of fewer than 16 elements. A block of the state at a time,
+    the loops vectorize: several times torch's element-by-element ``uniform_``, twice its ``normal_``
+    (``bench/parallel_cpu.py``)."""
+    n = out_flat.numel()
+    dtype = out_flat.dtype
+    if n == 0 or not serves(op, dtype) or (op == "normal" and n < 16):
+        return False
+    fused = _fused_mode(dtype) if op == "uniform" else 1
+    if fused < 0:
+        return False
+    whole = np.zeros(1, dtype=np.int64), np.full(1, n, dtype=np.int64)
+    if op == "uniform":
+        _call(state, *whole, dtype, fused, p1, p2, out_flat)
+        return True
+    lib = library()
+    assert lib is not None
+    words = np.array(state.words, dtype=np.uint32)
+    lib.select_normal_f32(
+        words.ctypes.data, mt19937.N if state.left == 1 else state.next, 0, n,
+        whole[0].ctypes.data, whole[1].ctypes.data, 1, p1, p2, out_flat.data_ptr(),
+    )
+    return True
 
 
 def fill_runs_selected(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+import torch
+
 from service.engine.devices import available_devices, canonical, default_device, device_facts
 from service.errors import DeviceUnavailable
 from service.settings import Settings
@@ -17,6 +19,10 @@ class WorkerPool:
         self.settings = settings
         if settings.gil_switch_interval_s is not None:
             sys.setswitchinterval(settings.gil_switch_interval_s)
+        # Process-wide: generation is parallel by its own threads (cpu_threads), so torch's intra-op
+        # pool only adds OpenMP wake-ups to each small job's reductions (bench/profile_small.py).
+        self._torch_threads = torch.get_num_threads()
+        torch.set_num_threads(settings.torch_threads)
         self.devices = available_devices()
         self.default = default_device(settings.default_device)
         if self.default not in self.devices:
@@ -57,3 +63,4 @@ class WorkerPool:
     def stop(self) -> None:
         for worker in self.workers.values():
             worker.stop()
+        torch.set_num_threads(self._torch_threads)
