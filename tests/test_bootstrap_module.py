@@ -19,7 +19,10 @@ from torch import nn
 from service.codec.header import decode_header
 from service.engine.global_rng import GLOBAL_RNG_LOCK
 from service.engine.layers import LAYER_CLASSES, LayerCall, default_distributions
+from service.errors import RecipeError
+from service.planning.layers import LayerQuery, describe_layer
 from service.schemas.layers import LAYER_MODELS
+from service.settings import Settings
 from service.workers.module_jobs import ModuleJob, run_module_job
 from tests.conftest import live_server, requires_cuda
 from tests.torch_reference import DTYPES, as_bytes, reference
@@ -485,6 +488,88 @@ def test_layer_query_with_a_bad_argument_is_422_naming_it(http):
     assert unknown.status_code == 422 and unknown.json()["detail"][0]["loc"] == ["query", "bais"]
     bad_type = http.get("/v1/layers", params={"type": "Conv4d"})
     assert bad_type.status_code == 422 and "Conv2d" in bad_type.json()["detail"][0]["msg"]
+
+
+DESCRIBED_LAYERS = [
+    {"type": "Linear", "in_features": 6, "out_features": 5},
+    {"type": "Conv2d", "in_channels": 3, "out_channels": 4, "kernel_size": [3, 2], "groups": 1, "bias": True},
+    {"type": "BatchNorm2d", "num_features": 4, "momentum": None},
+    {"type": "Embedding", "num_embeddings": 9, "embedding_dim": 4, "padding_idx": 2},
+    {"type": "LSTM", "input_size": 5, "hidden_size": 6, "num_layers": 2, "proj_size": 2, "bidirectional": True},
+    {"type": "MultiheadAttention", "embed_dim": 8, "num_heads": 2, "kdim": 3, "vdim": 5, "add_bias_kv": True},
+]
+
+
+def _query_text(value) -> str:
+    """A JSON value as /v1/layers reads it from a query string: lists comma-separated, JSON words."""
+    if isinstance(value, list):
+        return ",".join(_query_text(v) for v in value)
+    return json.dumps(value)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("cfg", DESCRIBED_LAYERS, ids=_case_id)
+def test_layer_query_matches_the_torch_layer_built_in_the_test(http, cfg, dtype):
+    params = {k: _query_text(v) for k, v in cfg.items() if k != "type"}
+    r = http.get("/v1/layers", params={"type": cfg["type"], **params, "dtype": dtype})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    torch.manual_seed(0)
+    layer = torch_layer(cfg, dtype, "cpu")
+    state = layer.state_dict()
+    parameters = {key for key, _ in layer.named_parameters()}
+    names = {torch.bfloat16: "bfloat16", torch.float32: "float32", torch.int64: "int64"}
+    assert [(e["key"], e["shape"], e["dtype"], e["kind"]) for e in body["state_dict"]] == [
+        (key, list(t.shape), names[t.dtype], "parameter" if key in parameters else "buffer") for key, t in state.items()
+    ]
+    assert body["elements"] == sum(t.numel() for t in state.values())
+    assert body["type"] == cfg["type"] and body["dtype"] == dtype
+    assert {k: body["arguments"][k] for k in cfg if k != "type"} == {k: v for k, v in cfg.items() if k != "type"}
+    for e in body["state_dict"]:  # every value torch drew or filled lies within what default_init expects
+        expected = e["default_init"]["expected"]
+        low, high = (-math.inf if expected["low"] is None else expected["low"]), (math.inf if expected["high"] is None else expected["high"])
+        slack = 1e-2 * max(abs(low), abs(high), 1.0) if dtype == "bfloat16" and math.isfinite(low + high) else 1e-6
+        values = state[e["key"]].double()
+        assert low - slack <= values.min().item() and values.max().item() <= high + slack, e["key"]
+
+
+def test_layer_catalog_dtypes_are_the_ones_a_layer_query_accepts(http):
+    dtypes = http.get("/v1/layers").json()["dtypes"]
+    for dtype in dtypes:
+        r = http.get("/v1/layers", params={"type": "Linear", "in_features": "2", "out_features": "2", "dtype": dtype})
+        assert r.status_code == 200 and r.json()["state_dict"][0]["dtype"] == dtype
+    bad = http.get("/v1/layers", params={"type": "Linear", "in_features": "2", "out_features": "2", "dtype": "int8"})
+    assert bad.status_code == 422
+    [error] = bad.json()["detail"]
+    assert error["loc"] == ["query", "dtype"] and all(d in error["msg"] for d in dtypes)
+
+
+def test_layer_query_without_a_type_or_with_a_repeated_argument_is_422_naming_it(http):
+    missing = http.get("/v1/layers", params={"in_features": "3"})
+    assert missing.status_code == 422
+    [error] = missing.json()["detail"]
+    assert error["loc"] == ["query", "type"] and "Linear" in error["msg"]
+    repeated = http.get("/v1/layers?type=Linear&in_features=3&in_features=4&out_features=2")
+    assert repeated.status_code == 422 and repeated.json()["detail"][0]["loc"] == ["query", "in_features"]
+
+
+def test_layer_query_over_max_elements_is_413_before_torch_sees_it(http, limited):
+    huge = http.get("/v1/layers", params={"type": "Conv3d", "in_channels": str(2**31 - 1), "out_channels": str(2**31 - 1), "kernel_size": str(2**31 - 1)})
+    assert huge.status_code == 413 and huge.json()["env_var"] == "INITSVC_MAX_ELEMENTS"
+    over = limited.get("/v1/layers", params={"type": "Linear", "in_features": "40", "out_features": "30"})  # 1200 > 1000
+    assert over.status_code == 413 and over.json()["value"] == 1200 and over.json()["limit"] == 1000
+    assert limited.get("/v1/layers", params={"type": "Linear", "in_features": "40", "out_features": "25"}).status_code == 200
+
+
+def test_describe_layer_turns_a_torch_refusal_into_a_422_naming_the_type():
+    """A layer the schema would refuse, made without validation: torch's own refusal is a RecipeError."""
+    mha = LAYER_MODELS["MultiheadAttention"].model_construct(type="MultiheadAttention", embed_dim=10, num_heads=3)
+    with pytest.raises(AssertionError):  # torch refuses it
+        nn.MultiheadAttention(10, 3, device="meta")
+    with pytest.raises(RecipeError) as refused:
+        describe_layer(LayerQuery(mha, "float32"), Settings())
+    [problem] = refused.value.problems
+    assert problem.loc == ("type",) and "torch.nn refused this layer" in problem.msg
 
 
 @pytest.mark.cuda
