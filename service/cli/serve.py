@@ -47,7 +47,6 @@ def _settings_options(command: F) -> F:
 @_settings_options
 def serve(host: str, port: int, workers: int, **overrides: Any) -> None:
     """Start the HTTP service. Settings come from INITSVC_* variables; options override them."""
-    import uvicorn
     from pydantic import ValidationError
 
     for field_name, value in overrides.items():
@@ -60,10 +59,13 @@ def serve(host: str, port: int, workers: int, **overrides: Any) -> None:
         field_name = str(first["loc"][0]) if first["loc"] else ""
         flag = SERVE_SETTINGS.get(field_name) or "--" + field_name.replace("_", "-")
         raise click.BadParameter(first["msg"], param_hint=f"'{flag}' (INITSVC_{field_name.upper()})") from None
-    if workers == 1:  # one process: drain the pool on SIGTERM (503s, /readyz down) before exiting
-        from service.server import run
+    # Each server process drains on SIGTERM: 503s with Retry-After, /readyz down, in-flight responses
+    # finished within --shutdown-timeout-s; with several, the parent passes the signal on to each.
+    from service.server import run, run_workers
 
+    if workers == 1:
         run(settings, host=host, port=port)
         return
-    uvicorn.run("service.app:app", host=host, port=port, workers=workers,
-                timeout_graceful_shutdown=int(settings.shutdown_timeout_s))
+    status = run_workers(workers, settings, host=host, port=port)
+    if status:
+        raise SystemExit(status)
