@@ -269,6 +269,28 @@ static void box_muller16(const float *u, float mean, float std, float *out) {
     }
 }
 
+/* All of float32 normal_ (n >= 16) from the stream's position: the uniforms of up to 39 blocks
+   at a time, then each block's Box-Muller straight into o; torch's tail rule last (the n % 16
+   draws of the partial block are skipped, 16 more make elements [n - 16, n)). */
+static void normal_f32_run(uint32_t *s, int64_t *pos, int64_t n, float mean, float std, float *o) {
+    const int64_t whole = n - n % 16;
+    uint32_t w[MT_N];
+    float u[MT_N];
+    for (int64_t done = 0; done < whole;) {
+        int64_t m = whole - done < MT_N ? whole - done : MT_N;
+        draw_words(s, pos, m, w);
+        for (int64_t j = 0; j < m; j++) u[j] = (float)(int32_t)(w[j] & 0xffffffu) * (1.0f / 16777216.0f);
+        for (int64_t b = 0; b < m; b += 16) box_muller16(u + b, mean, std, o + done + b);
+        done += m;
+    }
+    if (n % 16) {
+        skip(s, pos, n % 16);
+        draw_words(s, pos, 16, w);
+        for (int j = 0; j < 16; j++) u[j] = (float)(int32_t)(w[j] & 0xffffffu) * (1.0f / 16777216.0f);
+        box_muller16(u, mean, std, o + n - 16);
+    }
+}
+
 /* float32 normal_ (n >= 16) at selected elements. The stream is at the draw of element `origin`
    (a multiple of 16, or n for the tail block). Block b (16b + 16 <= n) uses draws [16b, 16b + 16);
    if n % 16 != 0, elements [n - 16, n) come from the tail block, draws [n, n + 16).
@@ -280,6 +302,10 @@ int64_t select_normal_f32(uint32_t *s, int64_t pos, int64_t origin, int64_t n, c
     int64_t at = 0, have = -1; /* relative draw position; block origin held in blk (-1: none) */
     float u[16], blk[16];
     uint32_t w16[16];
+    if (origin == 0 && nseg == 1 && starts[0] == 0 && lens[0] == n) { /* the whole tensor */
+        normal_f32_run(s, &pos, n, mean, std, o);
+        return n + (n % 16 ? 16 : 0);
+    }
     for (int64_t i = 0; i < nseg; i++) {
         for (int64_t k = starts[i], stop = starts[i] + lens[i]; k < stop;) {
             int64_t first = k >= tail_from ? n : k - k % 16;      /* draw of the block's first uniform */
