@@ -132,3 +132,38 @@ def test_kaiming_on_an_empty_tensor_returns_torchs_warning(http):
         headers={"accept": "application/json"},
     )
     assert r.json()["provenance"]["warnings"] == ["Initializing zero-element tensors is a no-op"]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        pytest.param(lambda g: torch.empty(200_704).uniform_(-0.1, 0.1, generator=g), id="uniform"),
+        pytest.param(lambda g: torch.empty(4099).normal_(1e4, 1e-3, generator=g), id="far-mean-tiny-std"),
+        pytest.param(lambda g: torch.full((1000,), 2.5), id="constant"),
+        pytest.param(lambda g: torch.tensor([0.0, -0.0, 3.0]), id="zeros-and-a-tail"),
+        pytest.param(lambda g: torch.tensor([7.0]), id="one"),
+    ],
+)
+def test_one_pass_float32_stats_equal_float64_numpy(values):
+    from service.engine import transforms
+    from service.engine.stats import Partial
+
+    if transforms.library() is None:
+        pytest.skip("no compiled kernel here: stats take torch's path")
+    t = values(torch.Generator().manual_seed(5))
+    x = t.to(torch.float64).numpy()
+    part = Partial.of(t)
+    assert part.n == x.size and part.low == x.min() and part.high == x.max()
+    assert part.zeros == np.count_nonzero(x == 0)
+    assert part.mean == pytest.approx(x.mean(), rel=1e-12, abs=1e-15)
+    assert part.m2 == pytest.approx(((x - x.mean()) ** 2).sum(), rel=1e-9, abs=1e-12)
+
+
+def test_one_pass_stats_leave_non_finite_values_to_torchs_path():
+    from service.engine import transforms
+
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        t = torch.tensor([1.0, bad, 2.0] * 11)
+        assert transforms.moments_f32(t) is None
+    assert transforms.moments_f32(torch.ones(3, dtype=torch.float64)) is None
+    assert transforms.moments_f32(torch.ones(6)[::2]) is None  # not contiguous

@@ -1,6 +1,9 @@
 """Observed stats of a tensor, the scheme's expected moments, and an optional histogram.
 
-Speed: ``torch.var_mean`` and ``(t == 0).sum()`` run near 1.5 GB/s on these CPUs, while ``sum``,
+Speed: float32 chunks (most tensors) are summarized in one pass by the compiled kernel
+(``transforms.moments_f32``: around the chunk's first value, in float64, 16 lanes in a fixed
+order), 0.09 ms for 256x784 against 0.2–0.8 ms for torch's four reductions. Without it, or for
+other dtypes: ``torch.var_mean`` and ``(t == 0).sum()`` run near 1.5 GB/s on these CPUs, while ``sum``,
 ``dot``, ``aminmax`` and ``count_nonzero`` run at 30–40 GB/s, so each chunk uses only the fast
 ones, straight on the tensor when its mean is near zero (``Partial.of``). Accuracy: otherwise a
 chunk of ``STATS_CHUNK_ELEMENTS`` is summarized in float64 around one of its own values K (so Σd²
@@ -24,6 +27,7 @@ from typing import Any
 
 import torch
 
+from service.engine import transforms
 from service.engine.distributions import Distribution
 
 # 4 Mi elements: a 32 MiB float64 working chunk, big enough that per-call overhead vanishes.
@@ -48,15 +52,22 @@ class Partial:
 
     @staticmethod
     def of(chunk: torch.Tensor, scratch: torch.Tensor | None = None) -> Partial:
-        """Summary of a 1-D ``chunk``: plain sums where they are accurate, else the exact path.
+        """Summary of a 1-D ``chunk``: float32 in one pass of the compiled kernel around one of its
+        own values in float64 (``transforms.moments_f32``) where it is built; else plain sums where
+        they are accurate, else the exact path.
 
         For float32/float64 data centred near zero (the initializers' case) Σx and Σx² are read
         straight from the tensor: M2 = Σx² − (Σx)²/n loses at most a factor 2 of precision when
         M2 >= Σx²/2, i.e. mean² <= variance. Anything else (a far mean, a constant, a reduced
         dtype) takes ``exact``, shifted by one of the chunk's own values, in float64.
         """
+        n = chunk.numel()
+        one_pass = transforms.moments_f32(chunk)
+        if one_pass is not None:
+            d1, d2, low, high, zeros = one_pass
+            k = float(chunk[0])
+            return Partial(n, k + d1 / n, max(d2 - d1 * d1 / n, 0.0), low, high, zeros)
         if chunk.dtype in (torch.float32, torch.float64):
-            n = chunk.numel()
             lo, hi = torch.aminmax(chunk)
             # dot() accumulates in the data's precision: over 64 Ki elements at a time, then the
             # partial sums in float64, Σx² keeps ~1e-7 relative accuracy (1e-5 in one call).

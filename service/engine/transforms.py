@@ -269,6 +269,44 @@ static void box_muller16(const float *u, float mean, float std, float *out) {
     }
 }
 
+#define MOMENT_LANES 16
+/* The stats of x[0..n) (n >= 1) in one pass, around k = x[0] in double, 16 lanes in a fixed
+   order (the same bits on every run): out = {sum(x - k), sum((x - k)^2), min, max, zeros,
+   non-finite}. Used by engine.stats; with a NaN or an infinity the caller takes torch's path. */
+void moments_f32(const float *x, int64_t n, double *out) {
+    const double k = x[0];
+    double s1[MOMENT_LANES] = {0}, s2[MOMENT_LANES] = {0};
+    float lo[MOMENT_LANES], hi[MOMENT_LANES];
+    int64_t z[MOMENT_LANES] = {0}, bad[MOMENT_LANES] = {0};
+    for (int j = 0; j < MOMENT_LANES; j++) { lo[j] = x[0]; hi[j] = x[0]; }
+    int64_t i = 0;
+    for (; i + MOMENT_LANES <= n; i += MOMENT_LANES) {
+        for (int j = 0; j < MOMENT_LANES; j++) {
+            float v = x[i + j];
+            double d = (double)v - k;
+            s1[j] += d;
+            s2[j] += d * d;
+            lo[j] = v < lo[j] ? v : lo[j];
+            hi[j] = v > hi[j] ? v : hi[j];
+            z[j] += v == 0.0f;
+            bad[j] += !(fabsf(v) <= 3.40282347e38f);
+        }
+    }
+    for (int j = 0; i < n; i++, j++) {
+        float v = x[i];
+        double d = (double)v - k;
+        s1[j] += d; s2[j] += d * d;
+        lo[j] = v < lo[j] ? v : lo[j]; hi[j] = v > hi[j] ? v : hi[j];
+        z[j] += v == 0.0f; bad[j] += !(fabsf(v) <= 3.40282347e38f);
+    }
+    double t1 = 0, t2 = 0; float mn = lo[0], mx = hi[0]; int64_t tz = 0, tb = 0;
+    for (int j = 0; j < MOMENT_LANES; j++) {
+        t1 += s1[j]; t2 += s2[j]; tz += z[j]; tb += bad[j];
+        mn = lo[j] < mn ? lo[j] : mn; mx = hi[j] > mx ? hi[j] : mx;
+    }
+    out[0] = t1; out[1] = t2; out[2] = mn; out[3] = mx; out[4] = (double)tz; out[5] = (double)tb;
+}
+
 /* All of float32 normal_ (n >= 16) from the stream's position: the uniforms of up to 39 blocks
    at a time, then each block's Box-Muller straight into o; torch's tail rule last (the n % 16
    draws of the partial block are skipped, 16 more make elements [n - 16, n)). */
@@ -375,7 +413,24 @@ def _build() -> ctypes.CDLL | None:
         ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
         ctypes.c_void_p, ctypes.c_int64, ctypes.c_double, ctypes.c_double, ctypes.c_void_p,
     ]
+    fn = handle.moments_f32
+    fn.restype = None
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p]
     return handle
+
+
+def moments_f32(flat: torch.Tensor) -> tuple[float, float, float, float, int] | None:
+    """(Σ(x − k), Σ(x − k)², min, max, zeros) of contiguous float32 CPU ``flat`` (k = flat[0]) in
+    one pass, or ``None``: no kernel, another dtype or device, empty, or a NaN or infinity in it."""
+    if flat.dtype != torch.float32 or flat.device.type != "cpu" or flat.numel() == 0 or not flat.is_contiguous():
+        return None
+    lib = library()
+    if lib is None:
+        return None
+    out = np.zeros(6, dtype=np.float64)
+    lib.moments_f32(flat.data_ptr(), flat.numel(), out.ctypes.data)
+    s1, s2, low, high, zeros, bad = out.tolist()
+    return None if bad else (s1, s2, low, high, int(zeros))
 
 
 def library() -> ctypes.CDLL | None:
