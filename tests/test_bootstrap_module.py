@@ -488,6 +488,8 @@ def test_layer_query_with_a_bad_argument_is_422_naming_it(http):
     assert unknown.status_code == 422 and unknown.json()["detail"][0]["loc"] == ["query", "bais"]
     bad_type = http.get("/v1/layers", params={"type": "Conv4d"})
     assert bad_type.status_code == 422 and "Conv2d" in bad_type.json()["detail"][0]["msg"]
+    assert "did you mean 'Conv3d'?" in bad_type.json()["detail"][0]["msg"]
+    assert "did you mean" not in http.get("/v1/layers", params={"type": "Zzzzzz"}).json()["detail"][0]["msg"]
 
 
 DESCRIBED_LAYERS = [

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.answer import answer
 from service.api.deps import PoolDep, SettingsDep
-from service.api.errors import ERROR_RESPONSES
+from service.api.errors import ERROR_RESPONSES, did_you_mean
 from service.api.routes.tensors import BINARY_RESPONSE
 from service.planning.layers import LayerQuery, describe_layer, layer_catalog
 from service.planning.modules import plan_module
@@ -75,7 +75,11 @@ def _layer_from_query(pairs: list[tuple[str, str]]) -> LayerQuery:
         raise _query_error(("type",), f"type is required to describe a layer; one of: {', '.join(LAYER_MODELS)}", "missing")
     model = LAYER_MODELS.get(kind)
     if model is None:
-        raise _query_error(("type",), f"type must be one of: {', '.join(LAYER_MODELS)}; got {kind!r}", "literal_error")
+        guess = did_you_mean(kind, LAYER_MODELS)
+        hint = f"did you mean {guess!r}? " if guess else ""
+        raise _query_error(
+            ("type",), f"unknown type {kind!r}; {hint}type must be one of: {', '.join(LAYER_MODELS)}", "literal_error"
+        )
     dtype = raw.pop("dtype", "float32")
     if dtype not in _DTYPES:
         raise _query_error(("dtype",), f"dtype must be one of: {', '.join(_DTYPES)}; got {dtype!r}", "literal_error")
