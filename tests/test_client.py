@@ -4,6 +4,7 @@ server's detail, and numpy answers without torch."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import math
 import subprocess
@@ -369,6 +370,103 @@ def test_a_cut_short_answer_is_an_error_not_a_short_tensor_or_file(tmp_path):
         with pytest.raises(MalformedAnswer):
             client.download([4, 4], "zeros", path=tmp_path / "w.safetensors")
     assert list(tmp_path.iterdir()) == []
+
+
+
+class _Body(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """An answer's body in chunks, for either client, remembering whether it was closed."""
+
+    def __init__(self, *chunks: bytes):
+        self.chunks = chunks
+        self.closed = False
+
+    def __iter__(self):
+        yield from self.chunks
+
+    async def __aiter__(self):
+        for chunk in self.chunks:
+            yield chunk
+
+    def close(self) -> None:
+        self.closed = True
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+def _call(use_async: bool, transport: httpx.MockTransport, method: str, *args, **kwargs):
+    """``client.<method>(*args, **kwargs)`` on a blocking or an async client over ``transport``."""
+    if not use_async:
+        with InitClient("http://initsvc.test", transport=transport, sleep=lambda s: None) as client:
+            return getattr(client, method)(*args, **kwargs)
+
+    async def pause(seconds: float) -> None:
+        pass
+
+    async def run():
+        async with AsyncInitClient("http://initsvc.test", transport=transport, sleep=pause) as client:
+            return await getattr(client, method)(*args, **kwargs)
+
+    return asyncio.run(run())
+
+
+BOTH_CLIENTS = [pytest.param(False, id="blocking"), pytest.param(True, id="async")]
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("use_async", BOTH_CLIENTS)
+def test_a_progress_callback_that_raises_stops_the_download_removes_the_part_file_and_closes_the_answer(
+        tmp_path, use_async):
+    data = _safetensors_answer(np.ones((8, 8), np.float32)).content
+    body = _Body(data[:100], data[100:])
+    transport = _sequence(httpx.Response(200, stream=body, headers={"content-length": str(len(data))}))
+    calls = []
+
+    def progress(done: int, total: int | None) -> None:
+        calls.append((done, total))
+        if done:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        _call(use_async, transport, "download", [8, 8], "ones", path=tmp_path / "w.safetensors", progress=progress)
+    assert calls == [(0, len(data)), (100, len(data))]
+    assert list(tmp_path.iterdir()) == [] and body.closed
+
+
+@pytest.mark.parametrize("use_async", BOTH_CLIENTS)
+def test_retried_answers_are_closed_and_the_last_one_is_returned(use_async):
+    bodies = [_Body(b'{"detail": "busy"}'), _Body(b'{"detail": "draining"}'), _Body(b'{"fan_in": 2, "fan_out": 4}')]
+    transport = _sequence(httpx.Response(429, stream=bodies[0], headers={"retry-after": "0"}),
+                          httpx.Response(503, stream=bodies[1]), httpx.Response(200, stream=bodies[2]))
+    assert _call(use_async, transport, "fans", [4, 2]) == {"fan_in": 2, "fan_out": 4}
+    assert [body.closed for body in bodies] == [True, True, True]
+
+
+@pytest.mark.parametrize("use_async", BOTH_CLIENTS)
+def test_an_error_answer_whose_retries_run_out_is_raised_with_every_answer_closed(use_async):
+    bodies = [_Body(b'{"detail": "queue full"}') for _ in range(4)]  # the first try and 3 retries
+    transport = _sequence(*(httpx.Response(429, stream=body, headers={"retry-after": "0"}) for body in bodies))
+    with pytest.raises(Busy, match="queue full"):
+        _call(use_async, transport, "schemes")
+    assert [body.closed for body in bodies] == [True] * 4
+
+
+def test_the_blocking_and_async_clients_have_the_same_methods():
+    def methods(cls: type) -> dict[str, object]:
+        return {name: value for name, value in vars(cls).items()
+                if callable(value) and name not in {"close", "aclose"} and not name.startswith("__")
+                and name not in {"_run", "_perform"}}
+
+    blocking, awaiting = methods(InitClient), methods(AsyncInitClient)
+    assert blocking.keys() == awaiting.keys() and {"tensor", "download", "devices", "_models_answer"} <= blocking.keys()
+    for name in blocking:
+        assert inspect.signature(blocking[name]) == inspect.signature(awaiting[name]), name
+        assert inspect.getdoc(blocking[name]) == inspect.getdoc(awaiting[name]) and inspect.getdoc(blocking[name])
+        assert not inspect.iscoroutinefunction(blocking[name]) and inspect.iscoroutinefunction(awaiting[name])
+    assert str(inspect.signature(InitClient.gain)) == "(self, nonlinearity: 'str', param: 'float | None' = None) -> 'float'"
 
 
 # ---- without torch -------------------------------------------------------------------------------

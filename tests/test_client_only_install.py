@@ -30,7 +30,7 @@ from tests.torch_reference import as_bytes, reference
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = {
     "service/__init__.py",
-    "service/client/__init__.py", "service/client/_answers.py", "service/client/_base.py",
+    "service/client/__init__.py", "service/client/_answers.py", "service/client/_base.py", "service/client/_methods.py",
     "service/client/_requests.py", "service/client/_safetensors.py", "service/client/aio.py",
     "service/client/errors.py", "service/client/portable.py", "service/client/sync.py",
     "service/portable/__init__.py", "service/portable/generate.py", "service/portable/philox.py",

@@ -1,49 +1,36 @@
-"""Everything ``InitClient`` and ``AsyncInitClient`` share but I/O: configuration, the public
-methods, the retry rule, and what is done with each answer.
+"""What ``InitClient`` and ``AsyncInitClient`` share but I/O: configuration, the retry rule, and
+the exchanges they perform, written once without I/O ("sans-I/O").
 
-The public methods are written once, here, as coroutines whose only awaits are the five I/O
-methods at the bottom (``_send``, ``_read``, ``_stream``, ``_close``, ``_pause``).
-``AsyncInitClient`` inherits them as they are and does that I/O with ``httpx.AsyncClient``;
-``InitClient`` does it with ``httpx.Client``, so its awaits never suspend, and it runs each
-method to its end in the calling thread (``service.client.sync.blocking``).
-
-Longer than the ~300 lines most modules keep to: every public client method written once over five I/O hooks, shared by the sync and async clients.
+An exchange is a generator (a ``Plan``). Each time it needs I/O it yields a step (``Send`` a
+request, ``Stream`` a response's body, ``Pause`` before a retry) and is sent back the step's
+outcome; it returns what the public method returns. ``service.client._methods`` holds the public
+methods as plans; ``InitClient`` performs the steps with ``httpx.Client`` and ``AsyncInitClient``
+with ``httpx.AsyncClient``, each through an ``Exchange``.
 """
 
 from __future__ import annotations
 
-import json
+import functools
+import inspect
 import os
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import IO, Any
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import IO, Any, Generic, TypeAlias, TypeVar
 
 import httpx
 
 import service
-from service.client._answers import (
-    BodyBuffer,
-    BodyFile,
-    Download,
-    Progress,
-    Result,
-    Summary,
-    TensorSet,
-    expected_length,
-    partial_path,
-    read_download,
-    read_result,
-    read_summary,
-    read_tensor_set,
-)
-from service.client._requests import BINARY, JSON, Call, DType, Rng, recipe_call, shape_text
+from service.client._answers import BodyBuffer, BodyFile, Progress, expected_length
+from service.client._requests import Call
 from service.client.errors import InitServiceError, error_from_response
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 # Generous read timeout: with stats on, the first byte waits until the whole tensor is made.
 DEFAULT_TIMEOUT = httpx.Timeout(300.0, connect=10.0)
 RETRY_STATUSES = frozenset({429, 503})
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass
@@ -73,10 +60,9 @@ class RetryPolicy:
         return min(self.backoff_max_s, self.backoff_s * 2**attempt)
 
 
-class BaseClient:
-    """Configuration, the public methods and the retry loop shared by the sync and async clients."""
-
-    _http: httpx.Client | httpx.AsyncClient
+class ClientConfig:
+    """Where the server is, how to authenticate, how long to wait and when to retry: what both
+    clients are configured with."""
 
     def __init__(self, base_url: str | None, api_key: str | None, timeout: float | httpx.Timeout | None,
                  retry: RetryPolicy):
@@ -89,241 +75,151 @@ class BaseClient:
         return f"{type(self).__name__}(base_url={self.base_url!r}, retries={self.retry.retries})"
 
     def _http_options(self) -> dict[str, Any]:
+        """``httpx.Client``'s or ``httpx.AsyncClient``'s arguments."""
         headers = {"user-agent": f"initsvc-client/{service.__version__}"}
         if self._api_key:
             headers["authorization"] = f"Bearer {self._api_key}"
         return {"base_url": self.base_url, "timeout": self.timeout, "headers": headers}
 
-    # ---- tensors ----------------------------------------------------------------------------
 
-    async def tensor(
-        self,
-        shape: Any,
-        scheme: str | None = None,
-        *,
-        init: Mapping[str, Any] | None = None,
-        dtype: DType | None = None,
-        device: str | None = None,
-        seed: int | None = None,
-        name: str | None = None,
-        slice: Any = None,
-        rng: Rng | None = None,
-        histogram_bins: int | None = None,
-        stats: bool | None = None,
-        as_numpy: bool = False,
-        **params: Any,
-    ) -> Result:
-        """One tensor, as ``torch.manual_seed(seed); torch.nn.init.<scheme>_(torch.empty(shape))``.
+# ---- the steps a plan asks its client to perform ------------------------------------------------
 
-        ``client.tensor([256, 784], "kaiming_uniform", a=5 ** 0.5, seed=0)``, or the recipe as a
-        dict: ``init={"scheme": "kaiming_uniform", "a": 2.236}``. ``slice`` is ``[[0, 128], None]``,
-        ``"0:128,:"`` or ``(slice(0, 128), None)``. Options left ``None`` take the server's
-        defaults. ``as_numpy=True`` returns a numpy array and needs no torch (bfloat16 comes back as
-        float32 holding exactly the same values).
-        """
-        call = recipe_call(shape, scheme, init=init, dtype=dtype, device=device, seed=seed, name=name,
-                           slice=slice, rng=rng, histogram_bins=histogram_bins, stats=stats, **params)
-        return read_result(await self._fetch(call), as_numpy)
 
-    async def tensors(
-        self,
-        tensors: Sequence[Mapping[str, Any]] | Mapping[str, Mapping[str, Any]],
-        *,
-        seed: int | None = None,
-        dtype: DType | None = None,
-        device: str | None = None,
-        as_numpy: bool = False,
-        **fields: Any,
-    ) -> TensorSet:
-        """Several named tensors drawn in order from one generator (``POST /v1/tensors``).
+@dataclass(frozen=True)
+class Send:
+    """Send ``call`` (``request(http, call)``); the outcome is the response, its body unread."""
 
-        ``tensors`` is a list of ``{"name", "shape", "init", ...}`` or a mapping name -> the rest.
-        ``fields`` are further top-level body fields (``rng=``, ``histogram_bins=``...).
-        """
-        call = recipe_call(tensors=tensors, seed=seed, dtype=dtype, device=device, **fields)
-        return read_tensor_set(await self._fetch(call), as_numpy)
+    call: Call
 
-    async def module(
-        self,
-        layers: Sequence[Mapping[str, Any]] | Mapping[str, Mapping[str, Any]],
-        *,
-        overrides: Sequence[Mapping[str, Any]] | Mapping[str, Mapping[str, Any]] | None = None,
-        seed: int | None = None,
-        dtype: DType | None = None,
-        device: str | None = None,
-        as_numpy: bool = False,
-        tensors: Sequence[str] | str | None = None,
-        slice: Mapping[str, Any] | None = None,
-        **fields: Any,
-    ) -> TensorSet:
-        """The ``state_dict`` of ``nn.Sequential(*layers)`` with PyTorch's default init
-        (``POST /v1/module``); ``overrides`` is ``[{"param", "init"}]`` or ``{param: init}``.
-        ``tensors`` and ``slice`` as for ``model``: ``tensors=["0.weight"]``,
-        ``slice={"0.weight": "0:128,:"}``."""
-        call = recipe_call(layers=layers, overrides=overrides, seed=seed, dtype=dtype, device=device,
-                           tensors=tensors, slice=slice, **fields)
-        return read_tensor_set(await self._fetch(call), as_numpy)
 
-    async def model(
-        self,
-        name: str,
-        config: Mapping[str, Any] | None = None,
-        seed: int | None = None,
-        dtype: DType = "float32",
-        tensors: Sequence[str] | str | None = None,
-        stats: bool = True,
-        histogram_bins: int = 0,
-        as_numpy: bool = False,
-        slice: Mapping[str, Any] | None = None,
-        **fields: Any,
-    ) -> TensorSet:
-        """The ``state_dict`` of a model preset (``POST /v1/model``), as its library initializes it.
+@dataclass(frozen=True)
+class Stream:
+    """``feed(chunk)`` for each chunk of ``response``'s body, as it arrives; the outcome is ``None``."""
 
-        ``client.model("transformers/GPT2LMHeadModel", {"n_layer": 2}, seed=0)``. ``config`` holds
-        the preset's fields (``models()`` lists them with their defaults); ``tensors`` the keys
-        wanted (a list or ``"key,key"``; ``None``: all of them). ``slice`` answers only part of
-        some keys: ``{"lm_head.weight": [[0, 128], None]}`` (or ``"0:128,:"``). ``fields`` are
-        further body fields. Returns what ``module`` returns: a ``TensorSet`` keyed as the model's
-        ``state_dict``.
-        """
-        call = recipe_call(model=name, config=config, seed=seed, dtype=dtype, tensors=tensors, stats=stats,
-                           histogram_bins=histogram_bins, slice=slice, **fields)
-        return read_tensor_set(await self._fetch(call), as_numpy)
+    response: httpx.Response
+    feed: Callable[[bytes], None]
 
-    async def stats(
-        self, shape: Any = None, scheme: str | None = None, *, init: Mapping[str, Any] | None = None,
-        tensors: Any = None, layers: Any = None, overrides: Any = None, model: str | None = None,
-        **options: Any,
-    ) -> Summary:
-        """Stats, normalized request and provenance without the data (``Accept: application/json``).
-        Takes what ``tensor`` takes, or ``tensors=`` / ``layers=`` / ``model=`` for the other
-        endpoints."""
-        call = recipe_call(shape, scheme, init=init, tensors=tensors, layers=layers, overrides=overrides,
-                           model=model, accept=JSON, **options)
-        return read_summary(await self._content(call))
 
-    async def download(
-        self, shape: Any = None, scheme: str | None = None, *, path: str | os.PathLike[str] | IO[bytes],
-        progress: Progress | None = None, init: Mapping[str, Any] | None = None, tensors: Any = None,
-        layers: Any = None, overrides: Any = None, model: str | None = None, **options: Any,
-    ) -> Download:
-        """Stream the safetensors answer to ``path`` (a file name, or a binary file object) without
-        holding it in memory. ``progress(done, total)`` is called after each chunk; ``total`` is the
-        ``Content-Length``, or ``None`` when the server sent none. A file name is written under
-        ``<path>.part`` and renamed when complete. Takes what ``stats`` takes."""
-        call = recipe_call(shape, scheme, init=init, tensors=tensors, layers=layers, overrides=overrides,
-                           model=model, accept=BINARY, **options)
-        response = await self._open(call)
+@dataclass(frozen=True)
+class Pause:
+    """Wait ``seconds`` before a retry, with the ``sleep`` the client was given."""
+
+    seconds: float
+
+
+Step: TypeAlias = Send | Stream | Pause
+Plan: TypeAlias = Generator[Step, Any, T]
+
+
+def request(http: httpx.Client | httpx.AsyncClient, call: Call) -> httpx.Request:
+    """``call`` as a request of ``http``, with its base URL and headers."""
+    return http.build_request(call.method, call.path, json=call.body, params=call.params,
+                              headers={"accept": call.accept})
+
+
+def method_of(run: F, plan: Callable[..., Any]) -> F:
+    """``run``, the client method that performs ``plan``, with ``plan``'s name, docstring and
+    signature, written as a method's: ``self`` first, and returning the plan's result."""
+    functools.update_wrapper(run, plan)
+    signature = inspect.signature(plan)
+    client, *parameters = signature.parameters.values()
+    receiver = client.replace(name="self", kind=client.POSITIONAL_OR_KEYWORD, annotation=client.empty)
+    returns = signature.return_annotation  # "Plan[Result]": _methods' annotations are strings
+    run.__dict__["__signature__"] = signature.replace(
+        parameters=[receiver, *parameters], return_annotation=returns.removeprefix("Plan[").removesuffix("]"))
+    return run
+
+
+@dataclass
+class Exchange(Generic[T]):
+    """A plan run one step at a time by a client that performs the steps::
+
+        exchange = Exchange(plan)
         try:
-            if not isinstance(path, str | os.PathLike):
-                done = await self._write(response, path, progress)
-                return read_download(Path(getattr(path, "name", "-")), done, response.headers)
-            target = Path(path)
-            part = partial_path(target)
-            try:
-                with open(part, "wb") as file:
-                    done = await self._write(response, file, progress)
-                os.replace(part, target)
-            except BaseException:
-                part.unlink(missing_ok=True)
-                raise
-            return read_download(target, done, response.headers)
+            while (step := exchange.next()) is not None:
+                with exchange:
+                    exchange.reply(<perform step>)
+            return exchange.result
         finally:
-            await self._close(response)
+            <close exchange.responses>
 
-    # ---- catalog ----------------------------------------------------------------------------
+    An error raised while a step is performed (inside ``with exchange``) is raised inside the plan,
+    where it asked for the step, so the plan's own handlers run (a download removes its partial
+    file). The client closes every response the plan was sent when the exchange ends; a body read
+    to its end is closed already.
+    """
 
-    async def schemes(self) -> dict[str, Any]:
-        """``GET /v1/schemes``: scheme name -> parameters, shape rule, formula, reference."""
-        return json.loads(await self._content(Call("GET", "/v1/schemes")))["schemes"]
+    plan: Plan[T]
+    responses: list[httpx.Response] = field(default_factory=list)
+    _outcome: Any = None
+    _error: BaseException | None = None
 
-    async def layers(self) -> dict[str, Any]:
-        """``GET /v1/layers``: the layer types ``module`` accepts, with their arguments."""
-        return json.loads(await self._content(Call("GET", "/v1/layers")))
-
-    async def models(self) -> dict[str, Any]:
-        """``GET /v1/models``: preset name -> library, reference, versions, doc, config fields
-        (name, type, default, nullable, affects_weights...) and the default config's size."""
-        return json.loads(await self._content(Call("GET", "/v1/models")))["models"]
-
-    async def _models_answer(self) -> dict[str, Any]:
-        """The whole ``GET /v1/models`` answer (with the server's torch version), for the CLI."""
-        return json.loads(await self._content(Call("GET", "/v1/models")))
-
-    async def gain(self, nonlinearity: str, param: float | None = None) -> float:
-        """``torch.nn.init.calculate_gain(nonlinearity, param)``, computed by the server."""
-        params = {"nonlinearity": nonlinearity} | ({} if param is None else {"param": param})
-        return json.loads(await self._content(Call("GET", "/v1/gain", params=params)))["gain"]
-
-    async def fans(self, shape: Any) -> dict[str, int]:
-        """``{"fan_in", "fan_out", "receptive_field"}`` of a weight shape ``[out, in, *kernel]``."""
-        return json.loads(await self._content(Call("GET", "/v1/fans", params={"shape": shape_text(shape)})))
-
-    async def devices(self) -> dict[str, Any]:
-        """``GET /v1/devices``: the devices, which one ``auto`` means, torch version and limits."""
-        return json.loads(await self._content(Call("GET", "/v1/devices")))
-
-    # ---- one exchange -----------------------------------------------------------------------
-
-    async def _open(self, call: Call) -> httpx.Response:
-        """A 2xx response, streaming, for the caller to close; error answers raise, after retries
-        where they apply."""
-        attempt = 0
-        while True:
-            request = self._http.build_request(call.method, call.path, json=call.body, params=call.params,
-                                               headers={"accept": call.accept})
-            response = await self._send(request)
-            if response.is_success:
-                return response
-            try:
-                error = error_from_response(response.status_code, response.headers, await self._read(response))
-            finally:
-                await self._close(response)
-            delay = self.retry.delay(attempt, error)
-            if delay is None:
-                raise error
-            await self._pause(delay)
-            attempt += 1
-
-    async def _fetch(self, call: Call) -> bytearray:
-        """The whole answer in one buffer, for tensors to be views of."""
-        response = await self._open(call)
+    def next(self) -> Step | None:
+        """The next step, or ``None`` when the plan has returned its ``result``."""
         try:
-            body = BodyBuffer(expected_length(response.headers))
-            await self._stream(response, body.feed)
-            return body.finish()
-        finally:
-            await self._close(response)
+            if self._error is not None:
+                error, self._error = self._error, None
+                return self.plan.throw(error)
+            return self.plan.send(self._outcome)
+        except StopIteration as finished:
+            self.result: T = finished.value
+            return None
 
-    async def _content(self, call: Call) -> bytes:
-        response = await self._open(call)
-        try:
-            return await self._read(response)
-        finally:
-            await self._close(response)
+    def reply(self, outcome: Any) -> None:
+        """The last step's outcome."""
+        if isinstance(outcome, httpx.Response):
+            self.responses.append(outcome)
+        self._outcome = outcome
 
-    async def _write(self, response: httpx.Response, file: IO[bytes], progress: Progress | None) -> int:
-        body = BodyFile(file, expected_length(response.headers), progress)
-        await self._stream(response, body.feed)
-        return body.finish()
+    def __enter__(self) -> Exchange[T]:
+        return self
 
-    # ---- I/O: each client does these, and nothing else --------------------------------------
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, traceback: Any) -> bool:
+        """Keep the step's error for ``next()`` to raise inside the plan."""
+        self._error = error
+        return error is not None
 
-    async def _send(self, request: httpx.Request) -> httpx.Response:
-        """Send ``request``; the response's body is read by ``_read`` or ``_stream``."""
-        raise NotImplementedError
 
-    async def _read(self, response: httpx.Response) -> bytes:
-        """The whole body."""
-        raise NotImplementedError
+# ---- the exchanges every public method is made of -----------------------------------------------
 
-    async def _stream(self, response: httpx.Response, feed: Callable[[bytes], None]) -> None:
-        """``feed(chunk)`` for each chunk of the body, as it arrives."""
-        raise NotImplementedError
 
-    async def _close(self, response: httpx.Response) -> None:
-        raise NotImplementedError
+def answer(client: ClientConfig, call: Call) -> Plan[httpx.Response]:
+    """A 2xx response, its body unread; error answers raise, after retries where they apply."""
+    attempt = 0
+    while True:
+        response: httpx.Response = yield Send(call)
+        if response.is_success:
+            return response
+        error = error_from_response(response.status_code, response.headers, (yield from read(response)))
+        delay = client.retry.delay(attempt, error)
+        if delay is None:
+            raise error
+        yield Pause(delay)
+        attempt += 1
 
-    async def _pause(self, seconds: float) -> None:
-        """Wait before a retry, with the ``sleep`` the client was given."""
-        raise NotImplementedError
+
+def read(response: httpx.Response) -> Plan[bytes]:
+    """The whole body."""
+    body = bytearray()
+    yield Stream(response, body.extend)
+    return bytes(body)
+
+
+def content(client: ClientConfig, call: Call) -> Plan[bytes]:
+    """The whole answer, for JSON."""
+    return (yield from read((yield from answer(client, call))))
+
+
+def fetch(client: ClientConfig, call: Call) -> Plan[bytearray]:
+    """The whole answer in one buffer sized from ``Content-Length``, for tensors to be views of."""
+    response = yield from answer(client, call)
+    body = BodyBuffer(expected_length(response.headers))
+    yield Stream(response, body.feed)
+    return body.finish()
+
+
+def write(response: httpx.Response, file: IO[bytes], progress: Progress | None) -> Plan[int]:
+    """``response``'s body written to ``file`` as it arrives; the number of bytes written."""
+    body = BodyFile(file, expected_length(response.headers), progress)
+    yield Stream(response, body.feed)
+    return body.finish()

@@ -1,5 +1,5 @@
-"""``AsyncInitClient``: ``InitClient``'s methods as coroutines. It sends and receives; ``_base``
-does everything else.
+"""``AsyncInitClient``: ``InitClient``'s methods as coroutines. It performs the I/O its methods ask
+for with ``httpx.AsyncClient``; ``_methods`` and ``_base`` do everything else.
 
     >>> from service.client import AsyncInitClient
     >>> async with AsyncInitClient("http://127.0.0.1:8000") as client:
@@ -8,16 +8,32 @@ does everything else.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import anyio
 import httpx
 
-from service.client._base import DEFAULT_TIMEOUT, BaseClient, RetryPolicy
+from service.client import _base, _methods
+from service.client._base import DEFAULT_TIMEOUT, ClientConfig, Exchange, Plan, RetryPolicy, Step, method_of, request
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
-class AsyncInitClient(BaseClient):
+def awaiting(
+    method: Callable[Concatenate[ClientConfig, P], Plan[T]],
+) -> Callable[Concatenate[AsyncInitClient, P], Coroutine[Any, Any, T]]:
+    """``method`` (one of ``_methods``' plans) as a coroutine method of ``AsyncInitClient``.
+    Signature and docstring stay ``method``'s."""
+
+    async def run(self: AsyncInitClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._run(method(self, *args, **kwargs))
+
+    return method_of(run, method)
+
+
+class AsyncInitClient(ClientConfig):
     """Async client for the init service (asyncio or trio), with ``InitClient``'s methods.
 
     ``base_url`` defaults to ``$INITSVC_URL``, else ``http://127.0.0.1:8000``; ``api_key`` to
@@ -28,8 +44,6 @@ class AsyncInitClient(BaseClient):
     ``httpx.MockTransport(handler)``, or ``httpx.ASGITransport(app)`` with the app's lifespan
     running, need no network. Use it with ``async with``, or await ``aclose()``.
     """
-
-    _http: httpx.AsyncClient
 
     def __init__(
         self,
@@ -56,22 +70,41 @@ class AsyncInitClient(BaseClient):
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    # The public methods are BaseClient's coroutines, inherited as they are.
+    tensor = awaiting(_methods.tensor)
+    tensors = awaiting(_methods.tensors)
+    module = awaiting(_methods.module)
+    model = awaiting(_methods.model)
+    stats = awaiting(_methods.stats)
+    download = awaiting(_methods.download)
+    schemes = awaiting(_methods.schemes)
+    layers = awaiting(_methods.layers)
+    models = awaiting(_methods.models)
+    _models_answer = awaiting(_methods.models_answer)
+    gain = awaiting(_methods.gain)
+    fans = awaiting(_methods.fans)
+    devices = awaiting(_methods.devices)
 
     # ---- I/O --------------------------------------------------------------------------------
 
-    async def _send(self, request: httpx.Request) -> httpx.Response:
-        return await self._http.send(request, stream=True)
+    async def _run(self, plan: Plan[T]) -> T:
+        """Perform each step of ``plan``, awaiting its I/O; what it returns."""
+        exchange = Exchange(plan)
+        try:
+            while (step := exchange.next()) is not None:
+                with exchange:  # an error is raised in the plan, where it asked for the step
+                    exchange.reply(await self._perform(step))
+            return exchange.result
+        finally:
+            for response in exchange.responses:
+                await response.aclose()
 
-    async def _read(self, response: httpx.Response) -> bytes:
-        return await response.aread()
-
-    async def _stream(self, response: httpx.Response, feed: Callable[[bytes], None]) -> None:
-        async for chunk in response.aiter_bytes():
-            feed(chunk)
-
-    async def _close(self, response: httpx.Response) -> None:
-        await response.aclose()
-
-    async def _pause(self, seconds: float) -> None:
-        await self._sleep(seconds)
+    async def _perform(self, step: Step) -> Any:
+        match step:
+            case _base.Send(call):
+                return await self._http.send(request(self._http, call), stream=True)
+            case _base.Stream(response, feed):
+                async for chunk in response.aiter_bytes():
+                    feed(chunk)
+            case _base.Pause(seconds):
+                await self._sleep(seconds)
+        return None

@@ -1,4 +1,5 @@
-"""``InitClient``: the blocking client. It sends and receives; ``_base`` does everything else.
+"""``InitClient``: the blocking client. It performs the I/O its methods ask for with
+``httpx.Client``; ``_methods`` and ``_base`` do everything else.
 
     >>> from service.client import InitClient
     >>> with InitClient("http://127.0.0.1:8000") as client:
@@ -7,57 +8,30 @@
 
 from __future__ import annotations
 
-import functools
 import time
-from collections.abc import Callable, Coroutine
-from typing import Any, ParamSpec, TypeVar
+from collections.abc import Callable
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import httpx
 
-from service.client._base import DEFAULT_TIMEOUT, BaseClient, RetryPolicy
+from service.client import _base, _methods
+from service.client._base import DEFAULT_TIMEOUT, ClientConfig, Exchange, Plan, RetryPolicy, Step, method_of, request
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 
-def blocking(method: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
-    """``method`` (one of ``BaseClient``'s coroutines) as a plain method that returns its result.
+def blocking(method: Callable[Concatenate[ClientConfig, P], Plan[T]]) -> Callable[Concatenate[InitClient, P], T]:
+    """``method`` (one of ``_methods``' plans) as a method of ``InitClient`` that returns its
+    result. Signature and docstring stay ``method``'s."""
 
-    ``InitClient``'s I/O blocks instead of awaiting, so the coroutine never suspends: one step
-    runs it to its end, in the calling thread. Signature and docstring stay ``method``'s.
-    """
+    def run(self: InitClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self._run(method(self, *args, **kwargs))
 
-    @functools.wraps(method)
-    def run(*args: P.args, **kwargs: P.kwargs) -> T:
-        coroutine = method(*args, **kwargs)
-        try:
-            coroutine.send(None)
-        except StopIteration as finished:
-            return finished.value
-        coroutine.close()
-        raise RuntimeError(f"{method.__qualname__} waited on something other than InitClient's own I/O")
-
-    return run
+    return method_of(run, method)
 
 
-# BaseClient's public coroutines as blocking functions, made at module level: in the class body mypy
-# would infer ``blocking``'s result type from the coroutine each one overrides.
-_blocking_tensor = blocking(BaseClient.tensor)
-_blocking_tensors = blocking(BaseClient.tensors)
-_blocking_module = blocking(BaseClient.module)
-_blocking_model = blocking(BaseClient.model)
-_blocking_stats = blocking(BaseClient.stats)
-_blocking_download = blocking(BaseClient.download)
-_blocking_schemes = blocking(BaseClient.schemes)
-_blocking_layers = blocking(BaseClient.layers)
-_blocking_models = blocking(BaseClient.models)
-_blocking_models_answer = blocking(BaseClient._models_answer)
-_blocking_gain = blocking(BaseClient.gain)
-_blocking_fans = blocking(BaseClient.fans)
-_blocking_devices = blocking(BaseClient.devices)
-
-
-class InitClient(BaseClient):
+class InitClient(ClientConfig):
     """Blocking client for the init service.
 
     ``base_url`` defaults to ``$INITSVC_URL``, else ``http://127.0.0.1:8000``; ``api_key`` to
@@ -68,8 +42,6 @@ class InitClient(BaseClient):
     ``httpx.MockTransport(handler)`` needs no network. Use it as a context manager, or call
     ``close()``.
     """
-
-    _http: httpx.Client
 
     def __init__(
         self,
@@ -96,36 +68,41 @@ class InitClient(BaseClient):
     def close(self) -> None:
         self._http.close()
 
-    # Each replaces a BaseClient coroutine with a blocking method of the same parameters: an override
-    # that is incompatible by design (an InitClient is never used where an async client is expected).
-    tensor = _blocking_tensor  # type: ignore[assignment]
-    tensors = _blocking_tensors  # type: ignore[assignment]
-    module = _blocking_module  # type: ignore[assignment]
-    model = _blocking_model  # type: ignore[assignment]
-    stats = _blocking_stats  # type: ignore[assignment]
-    download = _blocking_download  # type: ignore[assignment]
-    schemes = _blocking_schemes  # type: ignore[assignment]
-    layers = _blocking_layers  # type: ignore[assignment]
-    models = _blocking_models  # type: ignore[assignment]
-    _models_answer = _blocking_models_answer  # type: ignore[assignment]
-    gain = _blocking_gain  # type: ignore[assignment]
-    fans = _blocking_fans  # type: ignore[assignment]
-    devices = _blocking_devices  # type: ignore[assignment]
+    tensor = blocking(_methods.tensor)
+    tensors = blocking(_methods.tensors)
+    module = blocking(_methods.module)
+    model = blocking(_methods.model)
+    stats = blocking(_methods.stats)
+    download = blocking(_methods.download)
+    schemes = blocking(_methods.schemes)
+    layers = blocking(_methods.layers)
+    models = blocking(_methods.models)
+    _models_answer = blocking(_methods.models_answer)
+    gain = blocking(_methods.gain)
+    fans = blocking(_methods.fans)
+    devices = blocking(_methods.devices)
 
     # ---- I/O --------------------------------------------------------------------------------
 
-    async def _send(self, request: httpx.Request) -> httpx.Response:
-        return self._http.send(request, stream=True)
+    def _run(self, plan: Plan[T]) -> T:
+        """Perform each step of ``plan`` in the calling thread; what it returns."""
+        exchange = Exchange(plan)
+        try:
+            while (step := exchange.next()) is not None:
+                with exchange:  # an error is raised in the plan, where it asked for the step
+                    exchange.reply(self._perform(step))
+            return exchange.result
+        finally:
+            for response in exchange.responses:
+                response.close()
 
-    async def _read(self, response: httpx.Response) -> bytes:
-        return response.read()
-
-    async def _stream(self, response: httpx.Response, feed: Callable[[bytes], None]) -> None:
-        for chunk in response.iter_bytes():
-            feed(chunk)
-
-    async def _close(self, response: httpx.Response) -> None:
-        response.close()
-
-    async def _pause(self, seconds: float) -> None:
-        self._sleep(seconds)
+    def _perform(self, step: Step) -> Any:
+        match step:
+            case _base.Send(call):
+                return self._http.send(request(self._http, call), stream=True)
+            case _base.Stream(response, feed):
+                for chunk in response.iter_bytes():
+                    feed(chunk)
+            case _base.Pause(seconds):
+                self._sleep(seconds)
+        return None
