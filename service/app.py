@@ -30,8 +30,9 @@ import service
 from service.api import errors, openapi
 from service.api.middleware.auth import ApiKeyMiddleware, PublicPaths
 from service.api.middleware.body_limit import BodyLimitMiddleware
-from service.api.middleware.metrics import Metrics, MetricsMiddleware
-from service.api.middleware.request_log import RequestLogMiddleware, configure_logging
+from service.api.middleware.metrics import Metrics, RequestMetrics
+from service.api.middleware.observer import ObserverMiddleware
+from service.api.middleware.request_log import AccessLog, configure_logging
 from service.api.routes import catalog, health, metrics, models, modules, playground, tensors
 from service.engine import chunked
 from service.presets import accounting as preset_accounting
@@ -138,15 +139,16 @@ CORS_EXPOSED_HEADERS = ["ETag", "X-Init-Seed", "X-Init-Device", "Content-Length"
 def add_middleware(app: FastAPI, settings: Settings) -> None:
     """The middleware stack, outermost first (Starlette's ServerErrorMiddleware is always outside it):
 
-    RequestLogMiddleware   X-Request-ID in and out, one access line: sees every answer below, 401/413 included
+    ObserverMiddleware     X-Request-ID in and out; the one wrapper of ``send``: its ResponseObserver sees
+                           every answer below, 401/413/500 included, and at the answer's end gives it to
+                           RequestMetrics (requests, latency, bytes by route template) and AccessLog (one line)
     UnexpectedError...     a bug below it is a JSON 500 with the request id (api/errors.py), connection kept
-    MetricsMiddleware      requests, latency, bytes as they go out, by route template
     CORSMiddleware         only with INITSVC_CORS_ORIGINS; outside auth, so preflights need no key and a
                            401 still carries the CORS headers a browser needs to read it
     ApiKeyMiddleware       only with INITSVC_API_KEYS; before the body limit, so a client without a key
                            learns nothing about limits and no body of theirs is read
     BodyLimitMiddleware    still outside routing: a body over the limit is refused before FastAPI reads it
-    UnexpectedError...     innermost (errors.install): a route's bug is a 500 the metrics count
+    UnexpectedError...     innermost (errors.install): a route's bug is a 500 that passes through CORS
 
     Starlette wraps in reverse order of ``add_middleware`` calls, so they are added innermost first.
     """
@@ -169,11 +171,10 @@ def add_middleware(app: FastAPI, settings: Settings) -> None:
             allow_headers=["Authorization", "X-API-Key", "Content-Type", "Accept", "If-None-Match", "X-Request-ID"],
             expose_headers=CORS_EXPOSED_HEADERS,
         )
-    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics, routes=app.router.routes)
     # A bug in any middleware below is still a JSON 500 with the request id (errors.install adds the
-    # same guard innermost, so the metrics count the 500s that routes raise).
+    # same guard innermost, so the 500s that routes raise pass through CORS).
     app.add_middleware(errors.UnexpectedErrorMiddleware)
-    app.add_middleware(RequestLogMiddleware)
+    app.add_middleware(ObserverMiddleware, on_end=[RequestMetrics(app.state.metrics, app.router.routes), AccessLog()])
 
 
 app = create_app()

@@ -44,8 +44,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from pydantic_settings import BaseSettings
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from service.api.middleware.observer import observed
 from service.api.middleware.request_log import current_request_id
 from service.errors import (
     DeviceUnavailable,
@@ -309,8 +310,10 @@ class UnexpectedErrorMiddleware:
     """Whatever ``STATUS_OF`` does not map is a bug: answer ``500 {"detail", "request_id"}``,
     log it with its traceback and the request id, and keep the connection open.
 
-    Added first, so it is the innermost middleware (``RequestLogMiddleware`` outside it still adds
-    ``X-Request-ID`` and logs the 500). An error after the answer has started cannot become a
+    Added first, so it is the innermost middleware (``ObserverMiddleware`` outside it still adds
+    ``X-Request-ID``, logs and counts the 500); ``add_middleware`` puts a second one just inside
+    ``ObserverMiddleware``, for bugs in the middleware. Neither wraps ``send``: the request's
+    ``ResponseObserver`` says whether the answer has started. An error after the answer has started cannot become a
     500: it is logged and re-raised, and the server closes the connection (the body is short of
     its ``Content-Length``, so the client knows it is incomplete).
     """
@@ -322,17 +325,11 @@ class UnexpectedErrorMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def watch(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        observer, send = observed(scope, send)  # whether the answer has started, without wrapping send
         try:
-            await self.app(scope, receive, watch)
+            await self.app(scope, receive, send)
         except Exception as exc:  # noqa: BLE001 - the point: nothing unexpected escapes unanswered
+            started = observer.started
             request_id = scope.get("state", {}).get("request_id") or current_request_id() or "-"
             where = f"{scope.get('method', '')} {scope.get('path', '')}"
             log.error(

@@ -1,7 +1,8 @@
 """Refuse request bodies over ``INITSVC_MAX_BODY_BYTES`` before they are read whole (413).
 
 A declared ``Content-Length`` over the limit is refused before a byte is read; a chunked body is
-counted as it arrives and refused as soon as it passes the limit.
+counted as it arrives and refused as soon as it passes the limit: with a 413 if no answer has
+started (the request's ``ResponseObserver`` says so; this middleware does not wrap ``send``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.errors import send_error
+from service.api.middleware.observer import observed
 
 
 class BodyTooLarge(HTTPException):
@@ -47,7 +49,7 @@ class BodyLimitMiddleware:
                     await self._refuse(send, str(declared))
                     return
         received = 0
-        started = False
+        observer, send = observed(scope, send)
 
         async def counting_receive() -> Message:
             nonlocal received
@@ -58,14 +60,8 @@ class BodyLimitMiddleware:
                     raise BodyTooLarge(self.max_body_bytes)
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
         try:
-            await self.app(scope, counting_receive, tracking_send)
+            await self.app(scope, counting_receive, send)
         except BodyTooLarge:
-            if not started:
+            if not observer.started:
                 await self._refuse(send, f"more than {self.max_body_bytes}")

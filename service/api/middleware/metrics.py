@@ -2,7 +2,7 @@
 
     initsvc_http_requests_total{method, route, status}      counter    answered requests
     initsvc_http_request_duration_seconds{method, route}    histogram  first request byte to last body chunk
-    initsvc_http_response_bytes_total{route}                counter    body bytes, counted as each chunk goes out
+    initsvc_http_response_bytes_total{route}                counter    body bytes, counted when the answer ends
     initsvc_tensors_generated_total{scheme}                 counter    tensors made (HEAD and JSON summaries too)
     initsvc_queue_depth{device}                             gauge      jobs waiting for the device's worker
     initsvc_inflight_bytes{device}                          gauge      tensor bytes admitted and not yet sent
@@ -14,17 +14,18 @@
 ``route`` is the route's template (``/v1/tensor``), never the raw path, so labels stay few;
 requests that match no route are ``<unmatched>``, and methods outside the standard ones ``OTHER``. The gauges are read from ``app.state.pool``
 when ``/metrics`` is scraped, so nothing runs between scrapes. Nothing happens at import time:
-``create_app`` builds a ``Metrics`` and adds ``MetricsMiddleware``.
+``create_app`` builds a ``Metrics`` and gives ``ObserverMiddleware`` a ``RequestMetrics`` hook.
 
-A request that raises is counted as 500 here, though Starlette's ``ServerErrorMiddleware`` (always
-outermost) sends that 500's body, so its bytes are not in the byte counter.
+The request counter, the latency and the bytes are updated once per request, when its answer
+ends (``observer.py``): its last body byte handed to the server (before it goes out, so a client
+holding the answer sees it counted), or the request ending without that: the status sent, else 500
+if it raised and 499 if the client went away. The access line reads the same observer.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import time
 from collections import Counter as Tally
 from collections.abc import Iterable
 from typing import Any
@@ -33,9 +34,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from starlette.routing import compile_path
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
-from service.api.middleware.request_log import content_length
+from service.api.middleware.observer import ResponseObserver
 
 UNMATCHED = "<unmatched>"
 # Any token is a valid HTTP method; labels take these, and OTHER for the rest (bounded cardinality).
@@ -127,7 +128,7 @@ class Metrics:
             ["method", "route"], buckets=DURATION_BUCKETS_S, registry=self.registry,
         )
         self.response_bytes = Counter(
-            "initsvc_http_response_bytes", "Response body bytes sent, counted as each chunk goes out.",
+            "initsvc_http_response_bytes", "Response body bytes sent, counted when the answer ends.",
             ["route"], registry=self.registry,
         )
         self.tensors = Counter(
@@ -200,55 +201,15 @@ class RouteTemplates:
         return partial or UNMATCHED
 
 
-class MetricsMiddleware:
-    """Counts each HTTP request, its latency and the bytes of its answer (pure ASGI: streamed
-    bodies pass through untouched, and are counted chunk by chunk)."""
+class RequestMetrics:
+    """The ``on_end`` hook of ``ObserverMiddleware`` (``observer.py``) that counts a request, its
+    latency and the bytes of its answer, once, when the answer ends."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, routes: Iterable[Any] = ()):
-        self.app = app
+    def __init__(self, metrics: Metrics, routes: Iterable[Any] = ()):
         self.metrics = metrics
         self.route_of = RouteTemplates(routes)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 0
-        route: str | None = None
-        sent = 0
-        declared: int | None = None
-        done = False
-
-        def finish(outcome: int) -> None:
-            nonlocal done
-            if not done:
-                done = True
-                self.metrics.observe(
-                    scope.get("method", ""), route or self.route_of(scope), outcome,
-                    time.perf_counter() - started,
-                )
-
-        async def counting_send(message: Message) -> None:
-            nonlocal status, route, sent, declared
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                route = self.route_of(scope)
-                declared = content_length(message.get("headers", ()))
-            elif message["type"] == "http.response.body":
-                chunk = len(message.get("body", b""))
-                sent += chunk
-                self.metrics.count_bytes(route or self.route_of(scope), chunk)
-                # Counted before the last byte leaves, so a client that has the answer sees it counted.
-                if not message.get("more_body", False) or (declared is not None and sent >= declared > 0):
-                    finish(status)
-            await send(message)
-
-        try:
-            await self.app(scope, receive, counting_send)
-        except Exception:
-            finish(status or 500)
-            raise
-        finally:
-            finish(status or 499)
-
+    def __call__(self, scope: Scope, observer: ResponseObserver) -> None:
+        route = self.route_of(scope)
+        self.metrics.observe(scope.get("method", ""), route, observer.final_status(), observer.duration_s)
+        self.metrics.count_bytes(route, observer.body_bytes)

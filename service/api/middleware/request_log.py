@@ -1,9 +1,10 @@
 """Request ids and one access line per request, as plain text or JSON lines.
 
-``RequestLogMiddleware`` (pure ASGI, so streamed bodies pass through untouched) takes the
-client's ``X-Request-ID`` when it is 1-128 printable ASCII characters, else makes a uuid4 hex,
-echoes it in the response's ``X-Request-ID``, puts it on ``request.state.request_id`` and on every
-log record written while the request runs, and logs one line on ``initsvc.access``::
+The request's id is the client's ``X-Request-ID`` when it is 1-128 printable ASCII characters,
+else a new uuid4 hex (``request_id_from``). ``ObserverMiddleware`` (``observer.py``) echoes it in
+the response's ``X-Request-ID``, puts it on ``request.state.request_id`` and, through
+``set_request_id``, on every log record written while the request runs; at the answer's end its
+``AccessLog`` hook logs one line on ``initsvc.access``::
 
     GET /v1/tensor 200 12.3ms 1048712B rid=5f0c...     (text)
     {"ts": "...", "level": "INFO", "logger": "initsvc.access", "msg": "GET /v1/tensor 200 ...",
@@ -11,9 +12,10 @@ log record written while the request runs, and logs one line on ``initsvc.access
      "bytes": 1048712, "request_id": "5f0c...", "client": "127.0.0.1"}      (INITSVC_LOG_JSON=true)
 
 The line is written when the last body byte is handed to the server (the last chunk, or the one
-that completes ``Content-Length``; or when the request ends without an answer), so it is in the
-log before the client has the whole answer. ``duration_ms`` runs
-from the first byte of the request to that moment; ``bytes`` counts body bytes only.
+that completes ``Content-Length``; or when the request ends without an answer, as 499, or 500 if
+it raised), so it is in the log before the client has the whole answer. ``duration_ms`` runs
+from the first byte of the request to that moment; ``bytes`` counts body bytes only. The metrics
+read the same observer, so the line and the counters agree on status and bytes.
 
 Nothing is configured at import: ``create_app`` calls ``configure_logging``, which gives the
 ``initsvc`` logger one handler of ours (stderr) and leaves the root logger alone. Logging is
@@ -29,12 +31,13 @@ import json
 import logging
 import re
 import sys
-import time
 import uuid
-from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
+
+if TYPE_CHECKING:
+    from service.api.middleware.observer import ResponseObserver
 
 ACCESS_LOGGER = "initsvc.access"
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -62,20 +65,18 @@ def request_id_from(value: bytes | None) -> str:
     return uuid.uuid4().hex
 
 
-def content_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
-    """The ``Content-Length`` of a response's raw ASGI headers, if it declares one."""
-    for name, value in headers:
-        if name.lower() == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
-
-
 def current_request_id() -> str | None:
     """The id of the request this code runs for (``None`` outside a request)."""
     return _REQUEST_ID.get()
+
+
+def set_request_id(request_id: str) -> contextvars.Token[str | None]:
+    """Make ``request_id`` the current one (for ``RequestIdFilter``); ``reset_request_id`` undoes it."""
+    return _REQUEST_ID.set(request_id)
+
+
+def reset_request_id(token: contextvars.Token[str | None]) -> None:
+    _REQUEST_ID.reset(token)
 
 
 def _printable(text: str, limit: int = MAX_LOGGED_PATH_CHARS) -> str:
@@ -84,59 +85,15 @@ def _printable(text: str, limit: int = MAX_LOGGED_PATH_CHARS) -> str:
     return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
-class RequestLogMiddleware:
-    """Request id in, request id out, and one access line per HTTP request."""
+class AccessLog:
+    """The ``on_end`` hook of ``ObserverMiddleware`` that writes a request's access line."""
 
-    def __init__(self, app: ASGIApp, logger: logging.Logger | None = None):
-        self.app = app
+    def __init__(self, logger: logging.Logger | None = None):
         self.logger = logger or access_log
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        supplied = next((v for k, v in scope.get("headers", ()) if k == b"x-request-id"), None)
-        request_id = request_id_from(supplied)
-        scope.setdefault("state", {})["request_id"] = request_id
-        token = _REQUEST_ID.set(request_id)
-        status = 0
-        sent = 0
-        declared: int | None = None
-        logged = False
-
-        def log_once(outcome: int) -> None:
-            nonlocal logged
-            if logged:
-                return
-            logged = True
-            self._log(scope, outcome, sent, (time.perf_counter() - started) * 1000.0, request_id)
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status, sent, declared
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != b"x-request-id"]
-                headers.append((b"x-request-id", request_id.encode("ascii")))
-                message = {**message, "headers": headers}
-                declared = content_length(headers)
-            elif message["type"] == "http.response.body":
-                sent += len(message.get("body", b""))
-                # A client has the whole answer once Content-Length bytes are out, before the
-                # closing empty chunk: log first, so the line is there when the client is done.
-                if not message.get("more_body", False) or (declared is not None and sent >= declared > 0):
-                    log_once(status)
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        except Exception:
-            # The 500 itself is sent by Starlette's ServerErrorMiddleware, outside this one.
-            log_once(status or 500)
-            raise
-        finally:
-            log_once(status or 499)  # 499: the request ended without an answer (client went away)
-            _REQUEST_ID.reset(token)
+    def __call__(self, scope: Scope, observer: ResponseObserver) -> None:
+        self._log(scope, observer.final_status(), observer.body_bytes, observer.duration_s * 1000.0,
+                  observer.request_id or "-")
 
     def _log(self, scope: Scope, status: int, sent: int, duration_ms: float, request_id: str) -> None:
         if not self.logger.isEnabledFor(logging.INFO):
