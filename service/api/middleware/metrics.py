@@ -134,17 +134,25 @@ class Metrics:
         self.tensors = Counter(
             "initsvc_tensors_generated", "Tensors generated, by init scheme.", ["scheme"], registry=self.registry
         )
+        self._children: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
         if state is not None:
             self.registry.register(PoolCollector(state))
 
-    def observe(self, method: str, route: str, status: int, duration_s: float) -> None:
+    def observe(self, method: str, route: str, status: int, duration_s: float, nbytes: int = 0) -> None:
+        """One answered request: its count, latency and body bytes."""
         method = method if method in METHODS else "OTHER"
-        self.requests.labels(method, route, str(status)).inc()
-        self.duration.labels(method, route).observe(duration_s)
-
-    def count_bytes(self, route: str, nbytes: int) -> None:
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:  # labels() checks and locks each time; the label sets are few (see above)
+            children = self._children[key] = (
+                self.requests.labels(method, route, str(status)), self.duration.labels(method, route),
+                self.response_bytes.labels(route),
+            )
+        requests, duration, response_bytes = children
+        requests.inc()
+        duration.observe(duration_s)
         if nbytes:
-            self.response_bytes.labels(route).inc(nbytes)
+            response_bytes.inc(nbytes)
 
     def tensors_made(self, made: Iterable[Any]) -> None:
         """Count tensors by scheme: ``MadeTensor``s (``.spec.scheme``) or specs (``.scheme``). A
@@ -210,6 +218,7 @@ class RequestMetrics:
         self.route_of = RouteTemplates(routes)
 
     def __call__(self, scope: Scope, observer: ResponseObserver) -> None:
-        route = self.route_of(scope)
-        self.metrics.observe(scope.get("method", ""), route, observer.final_status(), observer.duration_s)
-        self.metrics.count_bytes(route, observer.body_bytes)
+        self.metrics.observe(
+            scope.get("method", ""), self.route_of(scope), observer.final_status(), observer.duration_s,
+            observer.body_bytes,
+        )
