@@ -20,13 +20,18 @@ from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
 
 import service
-from service.api.middleware.observer import CLIENT_GONE, COMPLETED, SCOPE_KEY, ResponseObserver
+from service.api.middleware.observer import CLIENT_GONE, COMPLETED, ERROR, SCOPE_KEY, ResponseObserver
 from service.app import create_app
 from service.settings import Settings
 
 SERVICE_DIR = Path(service.__file__).resolve().parent
 STREAM = "/test/stream"
 STREAM_CHUNKS = [b"a" * 1000, b"b" * 2000, b"c" * 3000]
+BUG, BUG_MID_BODY = "/test/bug", "/test/bug-mid-body"
+
+
+class Boom(Exception):
+    """Nothing the service maps: a bug."""
 
 
 def _middleware_file(filename: str) -> str | None:
@@ -60,10 +65,12 @@ class Served:
     status: int = 0
     headers: dict[str, str] = field(default_factory=dict)
     body_bytes: int = 0
+    body: bytes = b""
     layers: list[list[tuple[str, object]]] = field(default_factory=list)
     log: list[logging.LogRecord] = field(default_factory=list)
     requests_moved: float = 0.0
     bytes_moved: float = 0.0
+    raised: BaseException | None = None
 
     @property
     def observer(self) -> ResponseObserver:
@@ -93,7 +100,19 @@ class InProcess:
 
             return StreamingResponse(chunks(), media_type="application/octet-stream")  # no Content-Length
 
+        async def bug():
+            raise Boom("before the answer")
+
+        async def bug_mid_body():
+            async def chunks():
+                yield STREAM_CHUNKS[0]
+                raise Boom("after the answer started")
+
+            return StreamingResponse(chunks(), media_type="application/octet-stream")
+
         self.app.add_api_route(STREAM, stream, methods=["GET"])
+        self.app.add_api_route(BUG, bug, methods=["GET"])
+        self.app.add_api_route(BUG_MID_BODY, bug_mid_body, methods=["GET"])
         self.loop = asyncio.new_event_loop()
         self.lifespan = self.app.router.lifespan_context(self.app)
         self.loop.run_until_complete(self.lifespan.__aenter__())
@@ -144,6 +163,7 @@ class InProcess:
                     served.headers = {k.decode().lower(): v.decode() for k, v in message["headers"]}
                 elif message["type"] == "http.response.body":
                     served.body_bytes += len(message.get("body", b""))
+                    served.body += bytes(message.get("body", b""))
                     body_messages += 1
                     if gone_after is not None and body_messages >= gone_after:
                         gone.set()
@@ -151,13 +171,16 @@ class InProcess:
                     if not message.get("more_body", False):
                         gone.set()
 
-            await self.app(scope, receive, send)
+            try:
+                await self.app(scope, receive, send)
+            except Boom as exc:  # past the start of the answer, the server gets the error
+                served.raised = exc
 
         route = path
         before = (self._sample("initsvc_http_response_bytes_total", route=route), len(self.access.records))
         requests_before = {
             s: self._sample("initsvc_http_requests_total", method=method, route=route, status=str(s))
-            for s in (200, 422, 499)
+            for s in (200, 422, 499, 500)
         }
         self.loop.run_until_complete(run())
         served.bytes_moved = self._sample("initsvc_http_response_bytes_total", route=route) - before[0]
@@ -189,7 +212,10 @@ CASES = {
     "multi-chunk": ("POST", "/v1/tensor", BIG, None),
     "streamed": ("GET", STREAM, None, None),
     "client-gone-mid-body": ("GET", STREAM, None, 2),
+    "500": ("GET", BUG, None, None),
+    "error-mid-body": ("GET", BUG_MID_BODY, None, None),
 }
+STATUS = {"422": 422, "500": 500}
 
 
 def test_our_middleware_wraps_send_once(app):
@@ -210,8 +236,7 @@ def test_access_line_and_metrics_agree_on_status_and_bytes(app, case):
 
     assert len(served.log) == 1, served.log
     line = served.log[0]
-    expected_status = {"422": 422}.get(case, 200)
-    assert served.status == expected_status
+    assert served.status == STATUS.get(case, 200)
     # The access line: what the server was given, in its fields and its text.
     assert (line.status, line.bytes) == (served.status, served.body_bytes)
     assert f" {served.status} " in line.getMessage() and f" {served.body_bytes}B " in line.getMessage()
@@ -222,13 +247,19 @@ def test_access_line_and_metrics_agree_on_status_and_bytes(app, case):
     observer = served.observer
     assert (observer.status, observer.body_bytes) == (served.status, served.body_bytes)
     assert served.headers["x-request-id"] == observer.request_id == line.request_id
-    if gone_after is None:
-        assert observer.outcome == COMPLETED
+    if case == "error-mid-body":
+        # Too late for a 500: logged and counted as the 200 it started as, with the bytes sent.
+        assert observer.outcome == ERROR and isinstance(served.raised, Boom)
+        assert served.body_bytes == len(STREAM_CHUNKS[0])
+    elif gone_after is None:
+        assert served.raised is None and observer.outcome == COMPLETED
         if "content-length" in served.headers:
             assert served.body_bytes == int(served.headers["content-length"])
-        else:
+        elif path == STREAM:
             assert served.body_bytes == sum(map(len, STREAM_CHUNKS))
     else:
         assert observer.outcome == CLIENT_GONE
         assert 0 < served.body_bytes < sum(map(len, STREAM_CHUNKS))
+    if case == "500":  # the guard's JSON 500, carrying the request id, went through the observer
+        assert json.loads(served.body)["request_id"] == observer.request_id
     assert observer.ended_at is not None and observer.duration_s * 1000.0 == pytest.approx(line.duration_ms, abs=1e-3)

@@ -30,18 +30,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Literal
+from typing import Final, Literal
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.middleware.request_log import request_id_from, reset_request_id, set_request_id
 
 SCOPE_KEY = "initsvc.observer"
-COMPLETED, CLIENT_GONE, ERROR = "completed", "client_gone", "error"
+COMPLETED: Final = "completed"  # the last body byte was handed to the server
+CLIENT_GONE: Final = "client_gone"  # the request ended without (all of) its answer
+ERROR: Final = "error"  # the app raised
 Outcome = Literal["completed", "client_gone", "error"]
-# The status reported for an answer that never started: the app raised (500), or the request ended
-# without an answer (499, nginx's "client closed request": the client went away).
-UNSENT_STATUS = {ERROR: 500, CLIENT_GONE: 499}
 
 log = logging.getLogger("initsvc.observer")
 
@@ -96,8 +95,9 @@ class ResponseObserver:
         return (self.ended_at if self.ended_at is not None else time.perf_counter()) - self.started_at
 
     def final_status(self) -> int:
-        """The status sent, or for an answer that never started 500 (error) or 499 (client gone)."""
-        return self.status or UNSENT_STATUS.get(self.outcome or CLIENT_GONE, 499)
+        """The status sent; for an answer that never started, 500 if the app raised, else 499
+        (nginx's "client closed request": the request ended without an answer)."""
+        return self.status or (500 if self.outcome == ERROR else 499)
 
     async def send(self, message: Message) -> None:
         kind = message["type"]
