@@ -313,9 +313,9 @@ class UnexpectedErrorMiddleware:
     Added first, so it is the innermost middleware (``ObserverMiddleware`` outside it still adds
     ``X-Request-ID``, logs and counts the 500); ``add_middleware`` puts a second one just inside
     ``ObserverMiddleware``, for bugs in the middleware. Neither wraps ``send``: the request's
-    ``ResponseObserver`` says whether the answer has started. An error after the answer has started cannot become a
-    500: it is logged and re-raised, and the server closes the connection (the body is short of
-    its ``Content-Length``, so the client knows it is incomplete).
+    ``ResponseObserver`` says whether the answer has started. An error after the answer has
+    started cannot become a 500: it is logged and re-raised, and the server closes the connection
+    (the body is short of its ``Content-Length``, so the client knows it is incomplete).
     """
 
     def __init__(self, app: ASGIApp):
