@@ -131,3 +131,99 @@ def test_admission_still_bounds_bytes_across_both_lanes(blocker):
         assert httpx.post(f"{server.url}/v1/tensor", json=_body(1, (2, 4)), timeout=30).status_code == 200  # 32 fit
         blocker.release.set()
         assert running.result().status_code == 200
+
+
+def test_a_quick_cpu_job_runs_inline_while_its_lane_is_idle_and_queues_while_it_is_busy():
+    async def scenario() -> None:
+        worker = DeviceWorker("cpu", queue_depth=8, job_timeout_s=60, small_job_bytes=4096)
+        gate, entered = threading.Event(), threading.Event()
+        loop_thread = threading.get_ident()
+
+        def where() -> int:
+            return threading.get_ident()
+
+        def hold() -> int:
+            entered.set()
+            gate.wait(30)
+            return threading.get_ident()
+
+        try:
+            assert await worker.submit(where, cost=10, inline=True) == loop_thread  # idle lane: on this thread
+            assert await worker.submit(where, cost=10) != loop_thread  # not marked quick: the lane's thread
+            assert not worker.runs_inline(None)  # unknown cost: never
+            held = asyncio.ensure_future(worker.submit(hold, cost=10))
+            await asyncio.get_running_loop().run_in_executor(None, entered.wait, 30)
+            assert not worker.runs_inline(10) and not worker.runs_inline(5000)  # small lane busy; main: never
+            queued = asyncio.ensure_future(worker.submit(where, cost=10, inline=True))  # queued behind it
+            await asyncio.sleep(0)
+            assert not queued.done()
+            gate.set()
+            lane_thread = await held
+            assert await queued == lane_thread != loop_thread
+            assert await worker.submit(where, cost=10, inline=True) == loop_thread  # idle again
+        finally:
+            gate.set()
+            worker.stop()
+
+    asyncio.run(scenario())
+
+
+def test_inline_jobs_fail_as_lane_jobs_do_and_never_on_other_devices():
+    from service.errors import DeviceOutOfMemory
+
+    async def scenario() -> None:
+        worker = DeviceWorker("cpu", queue_depth=2, job_timeout_s=60, small_job_bytes=4096)
+
+        def out_of_memory() -> None:
+            raise MemoryError("no room")
+
+        def bad() -> None:
+            raise ValueError("a bad recipe")
+
+        try:
+            with pytest.raises(DeviceOutOfMemory, match="ran out of memory"):
+                await worker.submit(out_of_memory, cost=1, inline=True)
+            with pytest.raises(ValueError, match="a bad recipe"):
+                await worker.submit(bad, cost=1, inline=True)
+            worker.stop_accepting()
+            assert not worker.runs_inline(1)
+        finally:
+            worker.stop()
+
+    asyncio.run(scenario())
+    gpu_named = DeviceWorker("cuda:0", queue_depth=1, job_timeout_s=60)
+    try:
+        assert not gpu_named.runs_inline(1)
+    finally:
+        gpu_named.stop()
+
+
+@pytest.mark.parametrize(
+    "body,quick",
+    [
+        ({"shape": [256, 784], "init": {"scheme": "kaiming_uniform"}}, True),
+        ({"shape": [256, 784], "init": {"scheme": "zeros"}}, True),
+        ({"shape": [256, 784], "init": {"scheme": "orthogonal"}}, False),  # a QR
+        ({"shape": [256, 784], "init": {"scheme": "trunc_normal"}}, False),  # rejection sampling
+        ({"shape": [256, 784], "init": {"scheme": "sparse", "sparsity": 0.5}}, False),
+        ({"shape": [256, 784], "init": {"scheme": "normal"}, "slice": [[0, 8], None]}, False),
+        ({"shape": [256, 784], "init": {"scheme": "normal"}, "rng": "portable-v1"}, False),
+        ({"shape": [1024, 1024], "init": {"scheme": "normal"}}, False),  # 4 MiB: over 1 MiB
+        ({"shape": [256, 784], "init": {"scheme": "normal"}, "device": "auto"}, True),
+    ],
+)
+def test_which_plans_are_quick(body, quick):
+    from service.planning.tensors import plan_tensor
+    from service.schemas.requests import TensorRequest
+    from service.settings import Settings
+    from service.workers.pool import WorkerPool
+
+    settings = Settings(default_device="cpu")
+    pool = WorkerPool(settings)
+    try:
+        plan = plan_tensor(TensorRequest.model_validate({"device": "cpu", "seed": 1, **body}), settings, pool)
+        assert plan.quick is quick
+        off = Settings(default_device="cpu", inline_job_bytes=0)
+        assert plan_tensor(TensorRequest.model_validate({"device": "cpu", "seed": 1, **body}), off, pool).quick is False
+    finally:
+        pool.stop()
