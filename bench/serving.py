@@ -1,6 +1,6 @@
 """End-to-end serving benchmarks, each measured side by side in one run, printed as ratios.
 
-    python bench/serving.py large   [--mib 1024]   1 GiB float32 normal through curl, stats on/off, vs
+    python bench/serving.py large   [--mib 1024] [--env K=V]  1 GiB float32 normal through curl, stats on/off, vs
                                                    the in-process parallel fill and serial torch;
                                                    peak RSS over idle, one request and back to back
     python bench/serving.py small   [--seconds 3]  256x784 kaiming_uniform: p50/p99 and req/s,
@@ -84,13 +84,26 @@ def large(args) -> None:
         torch.empty(n).normal_(generator=g)
 
     parallel = in_process_fill(n, threads)
-    with serve() as (url, proc):
+
+    def parallel_torch_op() -> None:  # the same pieces, each by torch's own normal_, not the kernel
+        from service.engine import transforms
+
+        real = transforms.fill_run_
+        transforms.fill_run_ = lambda *a, **k: False
+        try:
+            parallel()
+        finally:
+            transforms.fill_run_ = real
+
+    server_env = dict(item.split("=", 1) for item in args.env)
+    with serve(env=server_env) as (url, proc):
         body = {"shape": [n], "init": {"scheme": "normal"}, "seed": 0, "device": "cpu"}
         curl_post(f"{url}/v1/tensor", {**body, "shape": [1024]})  # warm up
-        times: dict[str, list[float]] = {"serial": [], "parallel": [], "stats": [], "stats: false": []}
+        times: dict[str, list[float]] = {"serial": [], "parallel": [], "torch op": [], "stats": [], "stats: false": []}
         for _ in range(args.repeats):  # interleaved, so every figure sees the same machine
             times["serial"].append(best(serial, 1))
             times["parallel"].append(best(parallel, 1))
+            times["torch op"].append(best(parallel_torch_op, 1))
             for label, extra in (("stats", {}), ("stats: false", {"stats": False})):
                 times[label].append(curl_post(f"{url}/v1/tensor", {**body, **extra}))
         # Peak RSS over idle: one request, then back to back (the next request starts as soon as
@@ -109,10 +122,12 @@ def large(args) -> None:
         devices = httpx.get(f"{url}/v1/devices").json()
     best_of = {k: min(v) for k, v in times.items()}
     print(f"server: cpu_threads={devices['devices'][0].get('threads')}, torch {devices['torch']}; "
-          f"{args.mib} MiB float32 normal, best of {args.repeats} interleaved")
+          f"{args.mib} MiB float32 normal, best of {args.repeats} interleaved; server env {server_env or 'as is'}")
     print(f"in-process serial torch normal_: {best_of['serial']:.3f} s ({nbytes / best_of['serial'] / 1e9:.2f} GB/s)")
     print(f"in-process parallel fill ({threads} threads): {best_of['parallel']:.3f} s "
           f"({nbytes / best_of['parallel'] / 1e9:.2f} GB/s) = {best_of['serial'] / best_of['parallel']:.2f}x serial")
+    print(f"in-process parallel fill, pieces by torch's own normal_ ({threads} threads): {best_of['torch op']:.3f} s "
+          f"({nbytes / best_of['torch op'] / 1e9:.2f} GB/s)")
     for label in ("stats", "stats: false"):
         t = best_of[label]
         print(f"end-to-end via curl, {label:12s}: {t:.3f} s ({nbytes / t / 1e9:.2f} GB/s)  "
@@ -256,6 +271,7 @@ def main() -> None:
     p = sub.add_parser("large")
     p.add_argument("--mib", type=int, default=1024)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="an environment variable for the server")
     p = sub.add_parser("small")
     p.add_argument("--seconds", type=float, default=3)
     p.add_argument("--rounds", type=int, default=2)
