@@ -1,7 +1,7 @@
 """Draw accounting of torch's CPU ``uniform_`` and ``normal_``: which 32-bit draws make element i.
 
 Read from ATen ``native/cpu/DistributionTemplates.h`` (torch 2.13) and measured on this host
-(``docs/design/jump-ahead.md``, "Draw accounting and caveats"; ``tests/test_parallel_generation.py`` pins it).
+(the contract it serves: ``docs/api.md`` §3; ``tests/test_parallel_generation.py`` pins it).
 d = ``draws_per_element``: 2 for float64 (``random64``: first draw = high half), 1 for float32 and
 for float16/bfloat16, which draw in float and cast.
 

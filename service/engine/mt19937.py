@@ -1,6 +1,7 @@
 """The state of torch's CPU generator (32-bit MT19937): codec and jump-ahead.
 
-Facts from ``docs/design/jump-ahead.md`` that this module relies on:
+Facts of torch 2.13's generator this module relies on (for the bit-identity ``docs/api.md`` §3
+promises; ``tests/test_parallel_generation.py`` checks them against torch):
 
 * ``Generator.get_state()`` is 5056 little-endian bytes (``_LAYOUT``): the full 64-bit initial seed,
   ``left``, ``seeded``, ``next``, the 624 state words widened to u64, then the cached double normal
