@@ -50,12 +50,6 @@ class Settings(BaseSettings):
         description="Jobs of at most this many tensor bytes run on each device's own small-job thread, "
         "never queued behind bigger ones; 0: one thread per device.",
     )
-    inline_job_bytes: int = Field(
-        1 * MiB, ge=0,
-        description="CPU jobs of at most this many tensor bytes run on the event loop itself while their "
-        "lane is idle: cheaper than the hop to a worker thread and back (a 256x784 float32 job takes about "
-        "0.4 ms); 0: every job on a worker thread.",
-    )
     gil_switch_interval_s: float | None = Field(
         0.001, gt=0,
         description="Python's thread switch interval (sys.setswitchinterval) while the server runs: how long "

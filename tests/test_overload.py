@@ -41,9 +41,6 @@ class Faults:
 
 @pytest.fixture
 def faults(monkeypatch):
-    # The faults are a worker thread's (a hung or dying thread): quick jobs run there too, not
-    # on the event loop (INITSVC_INLINE_JOB_BYTES=0).
-    monkeypatch.setenv("INITSVC_INLINE_JOB_BYTES", "0")
     f = Faults(jobs.make_tensor)
     monkeypatch.setattr(jobs, "make_tensor", f)
     yield f

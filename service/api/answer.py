@@ -70,7 +70,7 @@ async def answer(request: Request, plan: Plan, pool: WorkerPool, cache_control: 
             _count(request, plan.job.specs)
             provenance = provenance_with_outcome(plan.provenance, [])
             return safetensors_response(request, plan.outputs, plan.request, provenance, headers, slot, segments)
-        made = await worker.submit(plan.run, plan.job, cost=plan.nbytes, inline=plan.quick)
+        made = await worker.submit(plan.run, plan.job, cost=plan.nbytes)
     except BaseException:
         segments.cancel()
         slot.release()

@@ -37,8 +37,6 @@ class Plan:
     # ``run(job, segments, True, buffers)`` then queues each piece as it is made.
     streamable: bool = False
     outputs: list[Output] = field(default_factory=list)
-    # Quick jobs (``tensors.is_quick``) may run on the event loop while their lane is idle.
-    quick: bool = False
     etag_base: str = field(default="")
 
     def __post_init__(self) -> None:

@@ -11,7 +11,6 @@ from typing import Any
 
 from service.engine.checks import check_recipe, check_size, tensor_bytes
 from service.engine.devices import base_provenance, mkl_cbwr
-from service.engine.distributions import describe
 from service.engine.maker import Output, TensorSpec, may_warn
 from service.engine.rng import compute_dtype, draw_seed
 from service.errors import LimitExceeded, Problem, RecipeError
@@ -24,7 +23,6 @@ from service.portable import (
 )
 from service.schemas.recipes import recipe_params
 from service.schemas.requests import TensorRequest, TensorsRequest
-from service.scheme_table import SCHEME_TABLE
 from service.settings import Settings
 from service.workers.jobs import TensorJob
 from service.workers.pool import WorkerPool
@@ -142,20 +140,6 @@ def specs_provenance(specs: list[TensorSpec], settings: Settings) -> dict[str, A
     return merged
 
 
-def is_quick(specs: list[TensorSpec], nbytes: int, device: str, settings: Settings) -> bool:
-    """Whether a job is cheaper than the hop to a worker thread: CPU, at most
-    ``INITSVC_INLINE_JOB_BYTES``, and every tensor one plain ``uniform_``/``normal_`` or a fixed
-    fill from torch's stream (no QR, no rejection loop, no mask, no slice to plan)."""
-    if device != "cpu" or nbytes > settings.inline_job_bytes:
-        return False
-    return all(
-        spec.rng == "torch"
-        and spec.slice is None
-        and (not SCHEME_TABLE[spec.scheme].random or describe(spec.scheme, spec.params, spec.shape).draw is not None)
-        for spec in specs
-    )
-
-
 def plan_tensor(req: TensorRequest, settings: Settings, pool: WorkerPool) -> Plan:
     check_common(req.histogram_bins, settings)
     device = pool.resolve(req.device)
@@ -179,7 +163,6 @@ def plan_tensor(req: TensorRequest, settings: Settings, pool: WorkerPool) -> Pla
         concrete_device=req.device != "auto",
         streamable=not req.stats and not may_warn(spec),
         outputs=[Output.of(spec)],
-        quick=is_quick([spec], nbytes, device, settings),
     )
 
 
@@ -233,5 +216,4 @@ def plan_tensors(req: TensorsRequest, settings: Settings, pool: WorkerPool) -> P
         concrete_device=req.device != "auto",
         streamable=not req.stats and not any(may_warn(s) for s in specs),
         outputs=[Output.of(s) for s in specs],
-        quick=is_quick(specs, nbytes, device, settings),
     )

@@ -69,7 +69,6 @@ class DeviceWorker:
         self.small_job_bytes = small_job_bytes
         self._restarts = 0
         self._accepting = True
-        self._busy = False  # a job is running on this lane's thread
         self.small: DeviceWorker | None = (
             DeviceWorker(device, queue_depth, job_timeout_s, retry_after, lane="small") if small_job_bytes > 0 else None
         )
@@ -118,33 +117,24 @@ class DeviceWorker:
     def _run_one(self, job: _Job) -> None:
         job.started_at = time.monotonic()
         job.started.set()
-        self._busy = True
-        result: Any = None
-        failure: Exception | None = None
         try:
             result = job.fn(*job.args)
         except Exception as exc:  # noqa: BLE001 - every failure goes back to its caller
-            failure = self._failure(exc)
+            if _is_out_of_memory(exc):
+                self._free_device_memory()
+                exc = DeviceOutOfMemory(f"{self.device} ran out of memory ({exc}); retry shortly", self.retry_after)
+            job.loop.call_soon_threadsafe(_settle, job.future, None, exc)
         except BaseException:
             # The thread is dying (SystemExit and the like): its caller gets a 503, never the
             # exception itself, and the next submit starts a fresh thread.
-            self._busy = False
             job.loop.call_soon_threadsafe(
                 _settle, job.future, None, WorkerDown(f"{self.device}'s worker died", self.retry_after)
             )
             raise
+        else:
+            job.loop.call_soon_threadsafe(_settle, job.future, result, None)
         finally:
             job.fn = job.args = None  # the job object may outlive the run (a waiter's reference)
-        self._busy = False  # before the caller hears of it: its next quick job may run inline
-        job.loop.call_soon_threadsafe(_settle, job.future, result, failure)
-        del result
-
-    def _failure(self, exc: Exception) -> Exception:
-        """What a job's caller gets for ``exc``: ``DeviceOutOfMemory`` (the cache freed) or ``exc``."""
-        if _is_out_of_memory(exc):
-            self._free_device_memory()
-            return DeviceOutOfMemory(f"{self.device} ran out of memory ({exc}); retry shortly", self.retry_after)
-        return exc
 
     def _free_device_memory(self) -> None:
         if self.device.startswith("cuda"):
@@ -196,29 +186,8 @@ class DeviceWorker:
             job.future.cancel()  # the client went away: skip the job if it has not started
             raise
 
-    def runs_inline(self, cost: int | None) -> bool:
-        """Whether a quick job (``submit(..., inline=True)``) of ``cost`` bytes runs on the caller's
-        thread: on the CPU, when it belongs on the small-job lane and that lane has nothing queued
-        or running. A quick job
-        (256x784 float32: ~0.4 ms) costs less than the hop to the lane's thread and back (the
-        wake-ups of both threads, the GIL handed over twice); with the lane busy it queues, so
-        concurrent small requests still run beside the event loop."""
-        if self.device != "cpu" or cost is None or not self._accepting:
-            return False
-        lane = self.lane_for(cost)
-        return lane is self.small and not lane._busy and lane._queue.empty() and lane._thread.is_alive()
-
-    async def submit(self, fn: Callable[..., T], *args: Any, cost: int | None = None, inline: bool = False) -> T:
-        """Queue ``fn(*args)`` on the lane for ``cost`` and wait for its result; with ``inline``
-        (the caller knows the job is quick) run it here where ``runs_inline`` allows."""
-        if inline and self.runs_inline(cost):
-            try:
-                return fn(*args)
-            except Exception as exc:
-                failure = self._failure(exc)  # the same failures a lane's caller gets
-                if failure is exc:
-                    raise
-                raise failure from exc
+    async def submit(self, fn: Callable[..., T], *args: Any, cost: int | None = None) -> T:
+        """Queue ``fn(*args)`` on the lane for ``cost`` and wait for its result."""
         job = self.enqueue(fn, *args, cost=cost)
         return await job.lane.wait(job)
 
