@@ -32,6 +32,7 @@ from service.engine.rng import DTYPES, draw_seed
 from service.errors import LimitExceeded, RecipeError
 from service.planning.cuts import check_cuts, cut_entries, no_such_key, plan_cuts, select_keys, whole_provenance
 from service.planning.plan import Plan
+from service.planning.tensors import check_histogram_bins
 from service.presets import PRESETS, ConfigError, Preset, PresetEntry, accounting
 from service.presets.accounting import Slice, Unit
 from service.presets.replay import TooManyTensors, meta_entries
@@ -182,10 +183,7 @@ def plan_model(req: ModelRequest, settings: Settings, pool: WorkerPool, config_l
             f"rng {req.rng!r}: portable mode does not cover model presets in v1 (the references draw from torch's "
             "own generators); use rng 'torch'",
         )
-    if req.histogram_bins > settings.max_histogram_bins:
-        raise RecipeError.at(
-            ("histogram_bins",), f"histogram_bins must be at most {settings.max_histogram_bins}; got {req.histogram_bins}"
-        )
+    check_histogram_bins(req.histogram_bins, settings)
     preset = find_preset(req.model, ("model",))
     config, warnings = resolve_config(preset, req.config, config_loc)
     entries = plan_entries(preset, config, settings, config_loc or ("model",))

@@ -40,7 +40,7 @@ from service.planning.cuts import (
     whole_provenance,
 )
 from service.planning.plan import Plan
-from service.planning.tensors import check_request_bytes, scheme_provenance
+from service.planning.tensors import check_histogram_bins, check_request_bytes, scheme_provenance
 from service.presets import accounting
 from service.presets.accounting import Slice
 from service.presets.recording import Recording
@@ -194,10 +194,7 @@ def plan_module(req: ModuleRequest, settings: Settings, pool: WorkerPool) -> Pla
             f"rng {req.rng!r}: portable mode does not cover modules in v1 (torch's layer constructors draw from "
             "torch's own generators); use rng 'torch', or /v1/tensors with portable-v1 for each parameter",
         )
-    if req.histogram_bins > settings.max_histogram_bins:
-        raise RecipeError.at(
-            ("histogram_bins",), f"histogram_bins must be at most {settings.max_histogram_bins}; got {req.histogram_bins}"
-        )
+    check_histogram_bins(req.histogram_bins, settings)
     device = pool.resolve(req.device)
     calls = layer_calls(req.named_layers(), req.layer_loc, settings)
     entries = stack_entries(calls, req.dtype, req.layer_loc)

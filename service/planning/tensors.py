@@ -75,7 +75,7 @@ def scheme_provenance(scheme: str, dtype: str, settings: Settings) -> dict[str, 
     return extra
 
 
-def check_common(histogram_bins: int, settings: Settings) -> None:
+def check_histogram_bins(histogram_bins: int, settings: Settings) -> None:
     if histogram_bins > settings.max_histogram_bins:
         raise RecipeError.at(
             ("histogram_bins",),
@@ -141,7 +141,7 @@ def specs_provenance(specs: list[TensorSpec], settings: Settings) -> dict[str, A
 
 
 def plan_tensor(req: TensorRequest, settings: Settings, pool: WorkerPool) -> Plan:
-    check_common(req.histogram_bins, settings)
+    check_histogram_bins(req.histogram_bins, settings)
     device = pool.resolve(req.device)
     spec = build_spec(req, req.dtype, req.histogram_bins, req.stats, settings, req.rng)
     nbytes = output_bytes(spec)
@@ -172,7 +172,7 @@ def _within(prefix: tuple, exc: RecipeError) -> RecipeError:
 
 def plan_tensors(req: TensorsRequest, settings: Settings, pool: WorkerPool) -> Plan:
     """``/v1/tensors``: one shared stream in list order; entries with their own seed get their own."""
-    check_common(req.histogram_bins, settings)
+    check_histogram_bins(req.histogram_bins, settings)
     if len(req.tensors) > settings.max_tensors:
         raise LimitExceeded(
             f"the request has {len(req.tensors)} tensors", len(req.tensors), settings.max_tensors, "INITSVC_MAX_TENSORS"
@@ -189,7 +189,7 @@ def plan_tensors(req: TensorsRequest, settings: Settings, pool: WorkerPool) -> P
     for i, entry in enumerate(req.tensors):
         bins = req.histogram_bins if entry.histogram_bins is None else entry.histogram_bins
         try:
-            check_common(bins, settings)
+            check_histogram_bins(bins, settings)
             tid = 0 if entry.seed is not None else i  # an own seed is its own stream: tid 0 under it
             specs.append(build_spec(entry, entry.dtype or req.dtype, bins, req.stats, settings, req.rng, tid))
         except RecipeError as exc:
