@@ -523,15 +523,26 @@ def fill_run_(out_flat: torch.Tensor, op: str, p1: float, p2: float, state: mt19
     whole = np.zeros(1, dtype=np.int64), np.full(1, n, dtype=np.int64)
     if op == "uniform":
         _call(state, *whole, dtype, fused, p1, p2, out_flat)
-        return True
+    else:
+        _call_normal(state, 0, n, *whole, p1, p2, out_flat)
+    return True
+
+
+def _call_normal(
+    state: mt19937.MTState, origin: int, numel: int, starts: np.ndarray, lens: np.ndarray,
+    mean: float, std: float, out: torch.Tensor,
+) -> None:
+    """Run the float32 ``normal_`` kernel from ``state`` (at the draw of element ``origin``) for the
+    runs ``starts``/``lens`` of a ``numel``-element tensor, into contiguous ``out``."""
     lib = library()
     assert lib is not None
-    words = np.array(state.words, dtype=np.uint32)
+    words = np.array(state.words, dtype=np.uint32)  # the kernel twists its own copy
+    starts = np.ascontiguousarray(starts, dtype=np.int64)
+    lens = np.ascontiguousarray(lens, dtype=np.int64)
     lib.select_normal_f32(
-        words.ctypes.data, mt19937.N if state.left == 1 else state.next, 0, n,
-        whole[0].ctypes.data, whole[1].ctypes.data, 1, p1, p2, out_flat.data_ptr(),
+        words.ctypes.data, mt19937.N if state.left == 1 else state.next, origin, numel,
+        starts.ctypes.data, lens.ctypes.data, starts.size, mean, std, out.data_ptr(),
     )
-    return True
 
 
 def fill_runs_selected(
@@ -572,16 +583,7 @@ def fill_runs_selected(
             _call(state, d * (starts - first), lens, dtype, fused, p1, p2, part)
             return
         origin = numel if first >= tail_from else first - first % 16
-        state = mt19937.state_at(seed, base_draws + origin)
-        words = np.array(state.words, dtype=np.uint32)
-        lib = library()
-        assert lib is not None
-        starts = np.ascontiguousarray(starts, dtype=np.int64)
-        lens = np.ascontiguousarray(lens, dtype=np.int64)
-        lib.select_normal_f32(
-            words.ctypes.data, mt19937.N if state.left == 1 else state.next, origin, numel,
-            starts.ctypes.data, lens.ctypes.data, starts.size, p1, p2, part.data_ptr(),
-        )
+        _call_normal(mt19937.state_at(seed, base_draws + origin), origin, numel, starts, lens, p1, p2, part)
 
     if len(segs) == 1:
         work(segs[0])
