@@ -44,13 +44,22 @@ def reset_peak_rss(pid: int) -> None:
         f.write("5")
 
 
+def event_loop(env: dict[str, str] | None) -> str:
+    """The loop ``initsvc serve`` would run with this environment (``INITSVC_EVENT_LOOP``)."""
+    from service.settings import Settings
+
+    merged = {**os.environ, **(env or {})}
+    return merged.get("INITSVC_EVENT_LOOP", Settings.model_fields["event_loop"].default)
+
+
 @contextlib.contextmanager
 def serve(app: str = "service.app:app", env: dict[str, str] | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
-    """``uvicorn app`` on 127.0.0.1:<free port>; yields (base URL, process)."""
+    """``uvicorn app`` on 127.0.0.1:<free port>, with the event loop ``initsvc serve`` runs (the
+    bare app too: both sides of a comparison on one uvicorn setup); yields (base URL, process)."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-         "--no-access-log"],
+         "--no-access-log", "--loop", event_loop(env)],
         cwd=ROOT,
         env={**os.environ, **(env or {})},
     )

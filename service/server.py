@@ -49,6 +49,7 @@ def run(settings: Settings | None = None, host: str = "127.0.0.1", port: int = 8
         create_app(settings),
         host=host,
         port=port,
+        loop=settings.event_loop,
         timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
         access_log=False,  # the app logs one access line per request, with its request id
     )
@@ -69,6 +70,7 @@ def run_workers(workers: int, settings: Settings | None = None, host: str = "127
         host=host,
         port=port,
         workers=workers,
+        loop=settings.event_loop,
         timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
         access_log=False,
     )

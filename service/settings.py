@@ -7,7 +7,7 @@ from it. Tests build their own: ``create_app(Settings(max_elements=1024))``.
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -55,6 +55,12 @@ class Settings(BaseSettings):
         description="Python's thread switch interval (sys.setswitchinterval) while the server runs: how long "
         "a thread may hold the GIL while another waits; short keeps small answers quick while big tensors "
         "are made and sent; unset: Python's default (0.005).",
+    )
+    event_loop: Literal["asyncio", "uvloop"] = Field(
+        "asyncio",
+        description="The event loop uvicorn runs. asyncio's releases the GIL in every socket write, so the "
+        "worker threads keep making small answers while a big body is sent; uvloop keeps the GIL through "
+        "its writes, and a thread beside it waits up to ~100 ms for it (bench/serving.py fairness).",
     )
     api_keys: Annotated[list[SecretStr], NoDecode, BeforeValidator(_split_commas)] = Field(
         default_factory=list, description="Comma-separated API keys; empty means no auth."

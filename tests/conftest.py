@@ -36,7 +36,8 @@ class LiveServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.app = create_app(settings)
         config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=self.port, log_level="warning", timeout_graceful_shutdown=5
+            self.app, host="127.0.0.1", port=self.port, log_level="warning", timeout_graceful_shutdown=5,
+            loop=settings.event_loop,
         )
         self.server = DrainingServer(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

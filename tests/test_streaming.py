@@ -114,3 +114,54 @@ def test_head_of_a_streamed_get_gives_its_exact_length(http):
     params = {"shape": "4,4", "scheme": "normal", "seed": "0", "device": "cpu", "stats": "false"}
     head, get = http.head("/v1/tensor", params=params), http.get("/v1/tensor", params=params)
     assert head.headers["content-length"] == str(len(get.content)) and head.headers["etag"] == get.headers["etag"]
+
+
+@pytest.mark.parametrize("made_whole", [True, False], ids=["ready body", "streamed body"])
+def test_a_body_the_client_takes_as_fast_as_it_is_written_lets_other_requests_run(made_whole):
+    """A send that never suspends (the socket takes every write at once) still gives the event
+    loop a turn between writes; else every other request, and every finished job's answer, waits
+    for the big body's last byte."""
+    import asyncio
+
+    from service.api.delivery import BodyResponse
+    from service.workers.streaming import WRITE_BYTES, Segments
+
+    async def scenario() -> list[str]:
+        loop = asyncio.get_running_loop()
+        events: list[str] = []
+        segments = Segments(loop)
+        body = bytes(4 * WRITE_BYTES)
+        segments.put(memoryview(body))
+        if made_whole:
+            segments.close()
+        else:
+            loop.call_later(0.01, segments.close)  # still being made when the response starts
+        done = asyncio.Event()
+
+        async def other_request() -> None:
+            while not done.is_set():
+                events.append("other")
+                await asyncio.sleep(0)
+
+        async def send(message) -> None:  # never suspends, as a socket with room
+            if message["type"] == "http.response.body":
+                events.append("write")
+
+        async def receive() -> dict:
+            await done.wait()
+            return {"type": "http.disconnect"}
+
+        length = str(len(b"header") + len(body))
+        response = BodyResponse(b"header", segments, lambda: None, {"content-length": length}, 60)
+        other = asyncio.ensure_future(other_request())
+        await asyncio.sleep(0)
+        events.clear()
+        await response({"type": "http"}, receive, send)
+        done.set()
+        await other
+        return events
+
+    events = asyncio.run(scenario())
+    writes = [i for i, e in enumerate(events) if e == "write"]
+    assert len(writes) >= 5  # the header and four views
+    assert all("other" in events[a:b] for a, b in zip(writes, writes[1:], strict=False))

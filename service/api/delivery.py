@@ -163,6 +163,11 @@ class BodyResponse(Response):
                 await send(message)
             finally:
                 timer.cancel()
+            if message.get("more_body"):
+                # A write the socket takes at once does not suspend: without this turn of the
+                # loop, a body the client reads as fast as it is written would keep every other
+                # request (and every finished job's answer) waiting until its last byte.
+                await asyncio.sleep(0)
 
         await timed({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
         if self.segments.complete:
