@@ -40,6 +40,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench._servers import event_loop  # noqa: E402  (the loop initsvc serve runs)
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -81,7 +84,8 @@ def spawned_server(env_overrides: dict[str, str], log_path: Path) -> Iterator[tu
     port = free_port()
     env = {**os.environ, **env_overrides}
     command = [sys.executable, "-m", "uvicorn", "service.app:app", "--host", "127.0.0.1", "--port", str(port),
-               "--no-access-log", "--log-level", "warning", "--timeout-graceful-shutdown", "10"]
+               "--no-access-log", "--log-level", "warning", "--timeout-graceful-shutdown", "10",
+               "--loop", event_loop(env)]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

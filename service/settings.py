@@ -60,7 +60,7 @@ class Settings(BaseSettings):
         "asyncio",
         description="The event loop uvicorn runs. asyncio's releases the GIL in every socket write, so the "
         "worker threads keep making small answers while a big body is sent; uvloop keeps the GIL through "
-        "its writes, and a thread beside it waits up to ~100 ms for it (bench/serving.py fairness).",
+        "its writes, and a thread beside it waits 30-150 ms at a time for it (bench/loop_writes.py).",
     )
     api_keys: Annotated[list[SecretStr], NoDecode, BeforeValidator(_split_commas)] = Field(
         default_factory=list, description="Comma-separated API keys; empty means no auth."
