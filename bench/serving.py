@@ -2,7 +2,8 @@
 
     python bench/serving.py large   [--mib 1024] [--env K=V]  1 GiB float32 normal through curl, stats on/off, vs
                                                    the in-process parallel fill and serial torch;
-                                                   peak RSS over idle, one request and back to back
+                                                   peak RSS over idle, one request and back to back;
+                                                   the CPU time server and curl took against the cores
     python bench/serving.py small   [--seconds 3]  256x784 kaiming_uniform: p50/p99 and req/s,
                                                    sequential and 16 clients, vs a bare FastAPI endpoint
                                                    (both servers up at once, rows interleaved)
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import resource
 import statistics
 import subprocess
 import sys
@@ -35,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 import service.app  # noqa: E402,F401  (MKL_CBWR before torch)
-from bench._servers import peak_rss_bytes, reset_peak_rss, rss_bytes, serve  # noqa: E402
+from bench._servers import cpu_seconds, peak_rss_bytes, reset_peak_rss, rss_bytes, serve  # noqa: E402
 
 
 def best(f, repeats: int) -> float:
@@ -57,6 +59,12 @@ def curl_post(url: str, body: dict) -> float:
     if out[1] != "200":
         raise RuntimeError(f"HTTP {out[1]}")
     return float(out[0])
+
+
+def children_cpu_seconds() -> float:
+    """User plus system CPU time of this process's finished children (the curls) so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def in_process_fill(n: int, threads: int):
@@ -100,12 +108,16 @@ def large(args) -> None:
         body = {"shape": [n], "init": {"scheme": "normal"}, "seed": 0, "device": "cpu"}
         curl_post(f"{url}/v1/tensor", {**body, "shape": [1024]})  # warm up
         times: dict[str, list[float]] = {"serial": [], "parallel": [], "torch op": [], "stats": [], "stats: false": []}
+        # CPU seconds (server, curl) of each end-to-end request: what the 2 cores had to do
+        cpu: dict[str, list[tuple[float, float]]] = {"stats": [], "stats: false": []}
         for _ in range(args.repeats):  # interleaved, so every figure sees the same machine
             times["serial"].append(best(serial, 1))
             times["parallel"].append(best(parallel, 1))
             times["torch op"].append(best(parallel_torch_op, 1))
             for label, extra in (("stats", {}), ("stats: false", {"stats": False})):
+                server_before, curl_before = cpu_seconds(proc.pid), children_cpu_seconds()
                 times[label].append(curl_post(f"{url}/v1/tensor", {**body, **extra}))
+                cpu[label].append((cpu_seconds(proc.pid) - server_before, children_cpu_seconds() - curl_before))
         # Peak RSS over idle: one request, then back to back (the next request starts as soon as
         # the previous answer has been read).
         time.sleep(0.5)
@@ -130,8 +142,11 @@ def large(args) -> None:
           f"({nbytes / best_of['torch op'] / 1e9:.2f} GB/s)")
     for label in ("stats", "stats: false"):
         t = best_of[label]
+        server_cpu, curl_cpu = cpu[label][times[label].index(t)]
         print(f"end-to-end via curl, {label:12s}: {t:.3f} s ({nbytes / t / 1e9:.2f} GB/s)  "
-              f"vs parallel fill {best_of['parallel'] / t:.2f}x, vs serial torch {best_of['serial'] / t:.2f}x")
+              f"vs parallel fill {best_of['parallel'] / t:.2f}x, vs serial torch {best_of['serial'] / t:.2f}x; "
+              f"CPU: server {server_cpu:.2f} s + curl {curl_cpu:.2f} s = {(server_cpu + curl_cpu) / (threads * t):.2f} "
+              f"of {threads} cores for {t:.3f} s")
     print(f"peak RSS above idle: one request {one / nbytes:.2f}x the tensor's bytes, "
           f"3 back to back {back_to_back / nbytes:.2f}x")
 
