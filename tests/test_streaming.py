@@ -165,3 +165,46 @@ def test_a_body_the_client_takes_as_fast_as_it_is_written_lets_other_requests_ru
     writes = [i for i, e in enumerate(events) if e == "write"]
     assert len(writes) >= 5  # the header and four views
     assert all("other" in events[a:b] for a, b in zip(writes, writes[1:], strict=False))
+
+
+@pytest.mark.parametrize("through_response", [False, True], ids=["views", "response"])
+def test_a_piece_is_referenced_by_nothing_when_it_is_given_back(through_response):
+    """A streaming producer that waits for its pieces to be given back (a model job's window of
+    bytes ahead of the socket) starts the next one then, so by then nothing on the sending side
+    may hold the piece: else one more piece's memory is alive than the window counts."""
+    import asyncio
+    import weakref
+
+    import torch
+
+    from service.api.delivery import BodyResponse
+    from service.codec.body import tensor_bytes_view
+    from service.workers.streaming import WRITE_BYTES, Segments
+
+    async def scenario() -> list[bool]:
+        segments = Segments(asyncio.get_running_loop())
+        freed_at_release: list[bool] = []
+        for _ in range(2):
+            view = tensor_bytes_view(torch.zeros(3 * WRITE_BYTES // 4))  # three writes' worth
+            piece = weakref.ref(view.obj)
+            segments.put(view, lambda piece=piece: freed_at_release.append(piece() is None))
+            del view
+        if through_response:
+            async def send(message) -> None:
+                pass
+
+            async def receive() -> dict:
+                await asyncio.sleep(3600)
+                return {"type": "http.disconnect"}
+
+            length = str(len(b"header") + 2 * 3 * WRITE_BYTES)
+            response = BodyResponse(b"header", segments, lambda: None, {"content-length": length}, 60)
+            asyncio.get_running_loop().call_later(0.01, segments.close)  # still streaming when it starts
+            await response({"type": "http"}, receive, send)
+        else:
+            segments.close()
+            async for chunk in segments.views():
+                del chunk
+        return freed_at_release
+
+    assert asyncio.run(scenario()) == [True, True]

@@ -177,6 +177,7 @@ class BodyResponse(Response):
         async with contextlib.aclosing(self.segments.views()) as views:
             async for view in views:
                 await timed({"type": "http.response.body", "body": view, "more_body": True})
+                del view  # sent: not kept while the next one is awaited (its piece is given back then)
         await timed({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _send_ready(self, timed) -> None:

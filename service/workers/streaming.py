@@ -93,7 +93,11 @@ class Segments:
             try:
                 for view in chunk_views(item, chunk_bytes):
                     yield view
+                    del view
             finally:
+                # Nothing here may keep the piece once it is given back: a producer that waits
+                # for it (a model job's window) starts the next piece at ``extra()``.
+                item = None
                 if extra is not None:
                     extra()
 
