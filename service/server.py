@@ -40,18 +40,23 @@ def drain(app) -> None:
         pool.stop_accepting()
 
 
+def uvicorn_options(settings: Settings) -> dict:
+    """What every server of ours passes uvicorn: the event loop, the grace period, and no access
+    log of uvicorn's own (the app logs one line per request, with its request id)."""
+    return {
+        "loop": settings.event_loop,
+        "timeout_graceful_shutdown": int(settings.shutdown_timeout_s),
+        "access_log": False,
+    }
+
+
 def run(settings: Settings | None = None, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Serve ``create_app(settings)`` in this process until SIGTERM/SIGINT."""
     from service.app import create_app
 
     settings = settings or Settings()
     config = uvicorn.Config(
-        create_app(settings),
-        host=host,
-        port=port,
-        loop=settings.event_loop,
-        timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
-        access_log=False,  # the app logs one access line per request, with its request id
+        create_app(settings), host=host, port=port, **uvicorn_options(settings)
     )
     DrainingServer(config).run()
 
@@ -70,9 +75,7 @@ def run_workers(workers: int, settings: Settings | None = None, host: str = "127
         host=host,
         port=port,
         workers=workers,
-        loop=settings.event_loop,
-        timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
-        access_log=False,
+        **uvicorn_options(settings),
     )
     supervisor = DrainingMultiprocess(config, sockets=[config.bind_socket()])
     supervisor.run()

@@ -17,7 +17,7 @@ import torch
 import uvicorn
 
 from service.app import create_app
-from service.server import DrainingServer
+from service.server import DrainingServer, uvicorn_options
 from service.settings import Settings
 
 CUDA = torch.cuda.is_available()
@@ -35,10 +35,8 @@ class LiveServer:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.app = create_app(settings)
-        config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=self.port, log_level="warning", timeout_graceful_shutdown=5,
-            loop=settings.event_loop,
-        )
+        options = {**uvicorn_options(settings), "timeout_graceful_shutdown": 5}  # as initsvc serve, shorter grace
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", **options)
         self.server = DrainingServer(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

@@ -57,10 +57,10 @@ def serve(host: str, port: int, workers: int, **overrides: Any) -> None:
     except ValidationError as exc:
         first = exc.errors()[0]
         field_name = str(first["loc"][0]) if first["loc"] else ""
-        env = f"INITSVC_{field_name.upper()}"
+        hint = f"INITSVC_{field_name.upper()}"
         if field_name in SERVE_SETTINGS:  # an option of serve; else environment-only
-            env = f"'{SERVE_SETTINGS[field_name] or '--' + field_name.replace('_', '-')}' ({env})"
-        raise click.BadParameter(first["msg"], param_hint=env) from None
+            hint = f"'{SERVE_SETTINGS[field_name] or '--' + field_name.replace('_', '-')}' ({hint})"
+        raise click.BadParameter(first["msg"], param_hint=hint) from None
     # Each server process drains on SIGTERM: 503s with Retry-After, /readyz down, in-flight responses
     # finished within --shutdown-timeout-s; with several, the parent passes the signal on to each.
     from service.server import run, run_workers
