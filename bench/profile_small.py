@@ -24,6 +24,7 @@ import asyncio
 import collections
 import cProfile
 import functools
+import inspect
 import json
 import pstats
 import statistics
@@ -98,39 +99,32 @@ def step_timers() -> dict[str, list[float]]:
 
     samples: dict[str, list[float]] = collections.defaultdict(list)
 
-    def timed_sync(owner, name: str, label: str) -> None:
+    def timed_step(owner, name: str, label: str) -> None:
         fn = getattr(owner, name)
+        if inspect.iscoroutinefunction(fn):
+            async def wrapper(*args, **kwargs):
+                t0 = time.perf_counter()
+                try:
+                    return await fn(*args, **kwargs)
+                finally:
+                    samples[label].append(time.perf_counter() - t0)
+        else:
+            def wrapper(*args, **kwargs):
+                t0 = time.perf_counter()
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    samples[label].append(time.perf_counter() - t0)
 
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            t0 = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                samples[label].append(time.perf_counter() - t0)
+        setattr(owner, name, functools.wraps(fn)(wrapper))
 
-        setattr(owner, name, wrapper)
-
-    def timed_async(owner, name: str, label: str) -> None:
-        fn = getattr(owner, name)
-
-        @functools.wraps(fn)
-        async def wrapper(*args, **kwargs):
-            t0 = time.perf_counter()
-            try:
-                return await fn(*args, **kwargs)
-            finally:
-                samples[label].append(time.perf_counter() - t0)
-
-        setattr(owner, name, wrapper)
-
-    timed_sync(DeviceWorker, "_run_one", "the job on its thread")
-    timed_async(DeviceWorker, "submit", "submit and get the result back (job included)")
-    timed_sync(tensors, "plan_tensor", "planning (plan_tensor)")
-    timed_sync(answer, "safetensors_response", "header and response (safetensors_response)")
-    timed_sync(answer, "deliver", "queueing the body's views (deliver)")
-    timed_async(BodyResponse, "__call__", "handing the body to the server (BodyResponse)")
-    timed_sync(AccessLog, "__call__", "the access line")
+    timed_step(DeviceWorker, "_run_one", "the job on its thread")
+    timed_step(DeviceWorker, "submit", "submit and get the result back (job included)")
+    timed_step(tensors, "plan_tensor", "planning (plan_tensor)")
+    timed_step(answer, "safetensors_response", "header and response (safetensors_response)")
+    timed_step(answer, "deliver", "queueing the body's views (deliver)")
+    timed_step(BodyResponse, "__call__", "handing the body to the server (BodyResponse)")
+    timed_step(AccessLog, "__call__", "the access line")
     return samples
 
 
