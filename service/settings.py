@@ -40,7 +40,9 @@ class Settings(BaseSettings):
     max_tensors: int = Field(4096, ge=1, description="Tensors (or module parameters and buffers) per request.")
     max_body_bytes: int = Field(1 * MiB, ge=1, description="Request body size, refused before it is read whole.")
     max_dims: int = Field(16, ge=1, le=64, description="Dimensions of a tensor's shape.")
-    max_histogram_bins: int = Field(1024, ge=1, description="Largest histogram_bins a request may ask for.")
+    max_histogram_bins: int = Field(
+        1024, ge=1, le=1024, description="Largest histogram_bins a request may ask for (lowers the API's cap of 1024)."
+    )
     max_inflight_bytes: int | None = Field(
         None, ge=1, description="Tensor bytes in flight per device; unset: 12 GiB on CPU, 80% of a GPU's memory."
     )

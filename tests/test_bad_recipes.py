@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from service.codec.header import decode_header
 from tests.conftest import live_server
 
 BASE = {"shape": [4, 4], "device": "cpu", "seed": 0}
@@ -205,6 +208,32 @@ def test_too_many_dimensions_is_422():
     with live_server(max_dims=4) as server:
         r = httpx.post(f"{server.url}/v1/tensor", json={"shape": [1] * 5, "init": {"scheme": "zeros"}})
         assert r.status_code == 422 and "INITSVC_MAX_DIMS" in r.json()["detail"][0]["msg"]
+
+
+def test_histogram_bins_above_the_setting_is_422_naming_it():
+    import httpx
+
+    with live_server(max_histogram_bins=8) as server:
+        body = {"shape": [64], "init": {"scheme": "normal"}, "histogram_bins": 9}
+        r = httpx.post(f"{server.url}/v1/tensor", json=body)
+        assert r.status_code == 422, r.text
+        (error,) = r.json()["detail"]
+        assert error["loc"] == ["body", "histogram_bins"] and "INITSVC_MAX_HISTOGRAM_BINS" in error["msg"]
+        assert "at most 8" in error["msg"]
+        ok = httpx.post(f"{server.url}/v1/tensor", json={**body, "histogram_bins": 8})
+        assert ok.status_code == 200, ok.text
+        meta, _, _ = decode_header(ok.content)
+        assert len(json.loads(meta["stats"])["weight"]["histogram"]["counts"]) == 8
+
+
+def test_the_histogram_bins_setting_cannot_raise_the_api_cap():
+    from pydantic import ValidationError
+
+    from service.settings import Settings
+
+    with pytest.raises(ValidationError, match="max_histogram_bins"):
+        Settings(max_histogram_bins=2048)
+    assert Settings(max_histogram_bins=1024).max_histogram_bins == 1024
 
 
 def test_server_stays_healthy_after_bad_input(http):

@@ -79,7 +79,7 @@ def check_histogram_bins(histogram_bins: int, settings: Settings) -> None:
     if histogram_bins > settings.max_histogram_bins:
         raise RecipeError.at(
             ("histogram_bins",),
-            f"histogram_bins must be at most {settings.max_histogram_bins}; got {histogram_bins}",
+            f"histogram_bins must be at most {settings.max_histogram_bins} (INITSVC_MAX_HISTOGRAM_BINS); got {histogram_bins}",
         )
 
 
