@@ -150,6 +150,11 @@ def selected_self_test() -> dict[str, bool]:
         return dict(_select_cache)
 
 
+def self_test_passed(op: str, dtype: torch.dtype) -> bool | None:
+    """What the cached self-test found for (op, dtype), without running it: ``None`` before it ran."""
+    return _self_test_cache.get(_key(op, dtype)) if _self_test_cache else None
+
+
 def clear_self_test() -> None:
     """Forget the cached self-test, so the next call runs it again."""
     with _self_test_lock:

@@ -12,7 +12,7 @@ import math
 import re
 import threading
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +24,7 @@ from service.engine.distributions import Distribution, describe
 from service.engine.draws import BLOCK, Op, draws_consumed, draws_per_element, generation_range
 from service.engine.portable import portable_fill
 from service.engine.rng import DTYPES, Streams, compute_dtype, open_streams
-from service.engine.schemes import SCHEMES
+from service.engine.schemes import SCHEMES, deterministic_slice_
 from service.engine.stats import StatsAccumulator, expected_fields
 from service.errors import InitServiceError, RecipeError
 
@@ -186,6 +186,45 @@ def _draws_after_torch(spec: TensorSpec, dist: Distribution, dtype: torch.dtype,
     return draws_consumed(dist.draw[0], dtype, n)
 
 
+def made_alone(spec: TensorSpec, device_type: str, position_known: bool = True) -> bool:
+    """Whether ``make_tensor`` makes ``spec``'s slice alone rather than the whole tensor, then cut
+    (docs/api.md §4.2): always in portable-v1; on CPU for the schemes that draw nothing, and for
+    one ``uniform_``/``normal_`` call from a known stream position whose chunked generation
+    passed the start-up self-test (not yet run: counted as cut)."""
+    if spec.rng == "portable-v1":
+        return True
+    if device_type != "cpu":
+        return False
+    if not SCHEMES[spec.scheme].random:
+        return True
+    draw = describe(spec.scheme, spec.params, spec.shape).draw
+    n = math.prod(spec.shape)
+    if draw is None or not position_known or n == 0 or (draw[0] == "normal" and n < BLOCK):
+        return False
+    return bool(chunked.self_test_passed(draw[0], DTYPES[spec.dtype]))
+
+
+def made_bytes(specs: Sequence[TensorSpec], device_type: str, own_seeds: Sequence[int | None] = ()) -> int:
+    """Bytes a job making ``specs`` in order allocates: each answer, and for a slice made whole
+    and cut the whole tensor as well (both are alive while the cut is copied). Tensors on the
+    request's shared stream after one whose draws are not known cannot take a direct slice."""
+    total = 0
+    position_known = True
+    for i, spec in enumerate(specs):
+        own = i < len(own_seeds) and own_seeds[i] is not None
+        answer = Output.of(spec).nbytes
+        total += answer
+        if spec.slice is not None and not made_alone(spec, device_type, position_known or own):
+            total += math.prod(spec.shape) * DTYPES[spec.dtype].itemsize
+        if not own and spec.rng == "torch":
+            # A direct slice or a fast fill advances by the draws torch would take; the torch
+            # filler by what the accounting knows of it: the same, or unknown.
+            dist = describe(spec.scheme, spec.params, spec.shape)
+            drawn = _draws_after_torch(spec, dist, DTYPES[spec.dtype], math.prod(spec.shape))
+            position_known = position_known and drawn is not None
+    return total
+
+
 def make_tensor(
     spec: TensorSpec,
     streams: Streams,
@@ -261,6 +300,15 @@ def make_tensor(
         pieces.fill_in_pieces_(flat, op, p1, p2, streams.seed, start, threads, ready, cancelled)
         streams.advance(draws_consumed(op, dtype, n))
         generation = {"threads": min(threads, len(pieces.piece_bounds(op, n, threads)) - 1)}
+    elif spec.slice is not None and device.type == "cpu" and not SCHEMES[spec.scheme].random:
+        # Draws nothing: the slice's own elements, made alone (``deterministic_slice_``).
+        t = torch.empty(_sliced_shape(spec), dtype=dtype)
+        with recipe_guard(spec), torch.no_grad():
+            deterministic_slice_(t, spec.scheme, spec.params, spec.shape, spec.slice)
+        generation = {"threads": 1, "slice": "direct"}
+        stats_acc = StatsAccumulator(t.reshape(-1)) if spec.with_stats else None
+        if on_ready is not None:
+            on_ready(t, t.numel())
     else:
         streams.sync()
         t = torch.empty(spec.shape, dtype=dtype, device=device)
@@ -290,10 +338,13 @@ def _make_portable(
     recipe = {"scheme": spec.scheme, **spec.params}
     t = portable_fill(spec.shape, recipe, seed, spec.tid, DTYPES[spec.dtype], device, spec.slice)
     messages: list[str] = []
-    if t is None:
-        full = torch.empty(spec.shape, dtype=DTYPES[spec.dtype], device=device)
-        messages = fill(full, spec, open_streams(seed, device))
-        t = cut(full, spec.slice)
+    if t is None and spec.slice is None:
+        t = torch.empty(spec.shape, dtype=DTYPES[spec.dtype], device=device)
+        messages = fill(t, spec, open_streams(seed, device))
+    elif t is None and spec.slice is not None:
+        t = torch.empty(_sliced_shape(spec), dtype=DTYPES[spec.dtype], device=device)
+        with recipe_guard(spec), torch.no_grad():
+            deterministic_slice_(t, spec.scheme, spec.params, spec.shape, spec.slice)
     if on_ready is not None:
         on_ready(t, t.numel())
     stats = None

@@ -142,3 +142,38 @@ class Scheme:
 SCHEMES: dict[str, Scheme] = {
     name: Scheme(_FILLERS[name], row.shape, row.random) for name, row in SCHEME_TABLE.items()
 }
+
+
+def deterministic_slice_(
+    t: torch.Tensor, scheme: str, params: Mapping[str, Any], shape: tuple[int, ...], bounds: tuple[tuple[int, int], ...]
+) -> torch.Tensor:
+    """``full[bounds]`` of a scheme that draws nothing, made in ``t`` (the slice's shape) alone.
+
+    ``constant``/``ones``/``zeros`` hold one value everywhere, so torch's own filler on the slice
+    gives it; ``eye`` puts 1 where the full row index equals the column index; ``dirac`` puts 1 at
+    ``(g·(shape[0] // groups) + d, d, k₂ // 2, …)`` for each group g and d < min(shape[0] // groups,
+    shape[1]), the positions ``torch.nn.init.dirac_`` sets, kept where they fall inside ``bounds``.
+    """
+    if scheme not in ("eye", "dirac"):
+        return _FILLERS[scheme](t, params, None, 1)  # type: ignore[arg-type]  # draws nothing
+    t.zero_()
+    if t.numel() == 0:
+        return t
+    starts = [start for start, _ in bounds]
+    if scheme == "eye":
+        (r0, r1), (c0, c1) = bounds
+        low = max(r0, c0)
+        diagonal = torch.arange(low, max(low, min(r1, c1)))
+        t[diagonal - r0, diagonal - c0] = 1
+        return t
+    per_group = shape[0] // params["groups"]
+    channels = torch.arange(min(per_group, shape[1]))
+    groups = torch.arange(params["groups"])
+    out_channel = (groups[:, None] * per_group + channels[None, :]).reshape(-1)
+    in_channel = channels.repeat(params["groups"])
+    coords = [out_channel, in_channel] + [torch.full_like(out_channel, size // 2) for size in shape[2:]]
+    inside = torch.ones_like(out_channel, dtype=torch.bool)
+    for c, (start, stop) in zip(coords, bounds, strict=True):
+        inside &= (c >= start) & (c < stop)
+    t[tuple(c[inside] - start for c, start in zip(coords, starts, strict=True))] = 1
+    return t

@@ -11,7 +11,7 @@ from typing import Any
 
 from service.engine.checks import check_recipe, check_size, tensor_bytes
 from service.engine.devices import base_provenance, mkl_cbwr
-from service.engine.maker import Output, TensorSpec, may_warn
+from service.engine.maker import Output, TensorSpec, made_bytes, may_warn
 from service.engine.rng import compute_dtype, draw_seed
 from service.errors import LimitExceeded, Problem, RecipeError
 from service.planning.plan import Plan
@@ -57,11 +57,17 @@ def sliced_shape(shape: tuple[int, ...], bounds: tuple[tuple[int, int], ...] | N
     return shape if bounds is None else tuple(stop - start for start, stop in bounds)
 
 
-def check_request_bytes(nbytes: int, settings: Settings) -> None:
+def check_request_bytes(nbytes: int, settings: Settings, answer_bytes: int | None = None) -> None:
+    """``nbytes`` (what the request allocates) within ``INITSVC_MAX_REQUEST_BYTES``; ``answer_bytes``,
+    when smaller, is what the answer holds (the rest is whole tensors its slices are cut from)."""
     if nbytes > settings.max_request_bytes:
-        raise LimitExceeded(
-            f"the request's tensors take {nbytes} bytes", nbytes, settings.max_request_bytes, "INITSVC_MAX_REQUEST_BYTES"
-        )
+        what = f"the request's tensors take {nbytes} bytes"
+        if answer_bytes is not None and answer_bytes < nbytes:
+            what = (
+                f"the request makes {nbytes} bytes of tensors for an answer of {answer_bytes}: a slice of a scheme "
+                "that is not generated alone (docs/api.md §4.2) is cut from the whole tensor, which counts"
+            )
+        raise LimitExceeded(what, nbytes, settings.max_request_bytes, "INITSVC_MAX_REQUEST_BYTES")
 
 
 def scheme_provenance(scheme: str, dtype: str, settings: Settings) -> dict[str, Any]:
@@ -126,6 +132,11 @@ def output_bytes(spec: TensorSpec) -> int:
     return tensor_bytes(sliced_shape(spec.shape, spec.slice), spec.dtype)
 
 
+def torch_device_type(device: str) -> str:
+    """``"cuda:1"`` → ``"cuda"``."""
+    return device.split(":", 1)[0]
+
+
 def specs_provenance(specs: list[TensorSpec], settings: Settings) -> dict[str, Any]:
     """Scheme-dependent provenance: per tensor name when there are several."""
     per_tensor = {s.name: scheme_provenance(s.scheme, s.dtype, settings) for s in specs}
@@ -144,8 +155,8 @@ def plan_tensor(req: TensorRequest, settings: Settings, pool: WorkerPool) -> Pla
     check_histogram_bins(req.histogram_bins, settings)
     device = pool.resolve(req.device)
     spec = build_spec(req, req.dtype, req.histogram_bins, req.stats, settings, req.rng)
-    nbytes = output_bytes(spec)
-    check_request_bytes(nbytes, settings)
+    nbytes = made_bytes([spec], torch_device_type(device))
+    check_request_bytes(nbytes, settings, output_bytes(spec))
     seed = req.seed if req.seed is not None else draw_seed()
     normalized = req.model_dump(mode="json")
     normalized.update(seed=seed, device=device)
@@ -194,8 +205,8 @@ def plan_tensors(req: TensorsRequest, settings: Settings, pool: WorkerPool) -> P
             specs.append(build_spec(entry, entry.dtype or req.dtype, bins, req.stats, settings, req.rng, tid))
         except RecipeError as exc:
             raise _within(("tensors", i), exc) from None
-    nbytes = sum(output_bytes(s) for s in specs)
-    check_request_bytes(nbytes, settings)
+    nbytes = made_bytes(specs, torch_device_type(device), [e.seed for e in req.tensors])
+    check_request_bytes(nbytes, settings, sum(output_bytes(s) for s in specs))
     seed = req.seed if req.seed is not None else draw_seed()
     normalized = req.model_dump(mode="json")
     normalized.update(seed=seed, device=device)
