@@ -338,13 +338,13 @@ def _make_portable(
     recipe = {"scheme": spec.scheme, **spec.params}
     t = portable_fill(spec.shape, recipe, seed, spec.tid, DTYPES[spec.dtype], device, spec.slice)
     messages: list[str] = []
-    if t is None and spec.slice is None:
-        t = torch.empty(spec.shape, dtype=DTYPES[spec.dtype], device=device)
-        messages = fill(t, spec, open_streams(seed, device))
-    elif t is None and spec.slice is not None:
+    if t is None:
         t = torch.empty(_sliced_shape(spec), dtype=DTYPES[spec.dtype], device=device)
-        with recipe_guard(spec), torch.no_grad():
-            deterministic_slice_(t, spec.scheme, spec.params, spec.shape, spec.slice)
+        if spec.slice is None:
+            messages = fill(t, spec, open_streams(seed, device))
+        else:
+            with recipe_guard(spec), torch.no_grad():
+                deterministic_slice_(t, spec.scheme, spec.params, spec.shape, spec.slice)
     if on_ready is not None:
         on_ready(t, t.numel())
     stats = None
