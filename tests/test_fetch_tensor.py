@@ -109,8 +109,11 @@ def test_etag_and_if_none_match_give_304_on_get_and_412_on_post(http):
     body = {"shape": [4, 4], "init": {"scheme": "normal"}, "seed": 0, "device": "cpu"}
     assert http.post("/v1/tensor", json=body).headers["etag"] == etag
     assert http.post("/v1/tensor", json=body, headers={"if-none-match": etag}).status_code == 412
-    json_etag = http.get("/v1/tensor", params=params, headers={"accept": "application/json"}).headers["etag"]
-    assert json_etag != etag
+    as_json = http.get("/v1/tensor", params=params, headers={"accept": "application/json"})
+    assert as_json.headers["etag"] != etag
+    # One URL, two representations: a shared cache must key on Accept.
+    for answer in (first, again, as_json, http.head("/v1/tensor", params=params)):
+        assert answer.headers["vary"].lower() == "accept"
 
 
 def test_get_without_seed_is_not_cached(http):

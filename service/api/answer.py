@@ -47,6 +47,7 @@ async def answer(request: Request, plan: Plan, pool: WorkerPool, cache_control: 
         "x-init-seed": str(plan.seed),
         "x-init-device": plan.device,
         "content-disposition": content_disposition(plan.filename),
+        "vary": "accept",  # safetensors or, for Accept: application/json, the JSON summary
     }
     if cache_control:
         headers["cache-control"] = cache_control
