@@ -1,9 +1,10 @@
 """Running the app under uvicorn with a drain on SIGTERM, in one process or in several.
 
 Shutdown, in phases (as uvicorn's own ``Server.shutdown``):
-1. SIGTERM: the pool stops admitting work, so any request that still reaches a route gets a 503
-   with ``Retry-After``, and ``/readyz`` turns 503 so load balancers stop sending.
-2. uvicorn stops listening and lets in-flight responses finish, up to ``shutdown_timeout_s``.
+1. SIGTERM: the pool stops admitting work, so a request that still reaches a route (on a
+   connection opened before) gets a 503 with ``Retry-After``, and ``/readyz`` asked there a 503.
+2. uvicorn stops listening at once (new connections are refused) and lets in-flight responses
+   finish, up to ``shutdown_timeout_s``.
 3. The lifespan stops the device workers.
 
 With several processes (``run_workers``) each one is such a server, on one shared socket; the
