@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     max_inflight_bytes: int | None = Field(
         None, ge=1, description="Tensor bytes in flight per device; unset: 12 GiB on CPU, 80% of a GPU's memory."
     )
-    queue_depth: int = Field(64, ge=1, description="Waiting jobs per device (per lane).")
+    queue_depth: int = Field(64, ge=1, description="Waiting jobs per device (its lanes together); then 429.")
     small_job_bytes: int = Field(
         4 * MiB, ge=0,
         description="Jobs of at most this many tensor bytes run on each device's own small-job thread, "

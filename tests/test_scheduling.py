@@ -15,6 +15,7 @@ import pytest
 from safetensors.torch import load
 
 import service.workers.jobs as jobs
+from service.errors import QueueFull
 from service.workers.worker import DeviceWorker
 from tests.conftest import live_server
 from tests.torch_reference import as_bytes, reference
@@ -131,3 +132,37 @@ def test_admission_still_bounds_bytes_across_both_lanes(blocker):
         assert httpx.post(f"{server.url}/v1/tensor", json=_body(1, (2, 4)), timeout=30).status_code == 200  # 32 fit
         blocker.release.set()
         assert running.result().status_code == 200
+
+
+def test_queue_depth_bounds_the_jobs_waiting_on_both_lanes_together():
+    """docs/api.md §7: INITSVC_QUEUE_DEPTH is per device, whichever lane the jobs wait in."""
+
+    async def scenario() -> None:
+        worker = DeviceWorker("cpu", queue_depth=2, job_timeout_s=60, small_job_bytes=100)
+        gate = threading.Event()
+        started = [threading.Event(), threading.Event()]
+
+        def hold(i: int) -> int:
+            started[i].set()
+            gate.wait(30)
+            return i
+
+        try:
+            running = [asyncio.ensure_future(worker.submit(hold, 0, cost=1000)),
+                       asyncio.ensure_future(worker.submit(hold, 1, cost=1))]
+            for event in started:  # both lanes busy: what comes next waits
+                await asyncio.get_running_loop().run_in_executor(None, event.wait, 30)
+            waiting = [worker.enqueue(gate.wait, 30, cost=1000), worker.enqueue(gate.wait, 30, cost=1)]
+            assert worker.queued == 2
+            for cost in (1, 1000):
+                with pytest.raises(QueueFull, match="INITSVC_QUEUE_DEPTH"):
+                    worker.enqueue(gate.wait, 30, cost=cost)
+            gate.set()
+            assert await asyncio.gather(*running) == [0, 1]
+            assert [await job.lane.wait(job) for job in waiting] == [True, True]
+            assert await worker.submit(lambda: "room again", cost=1) == "room again"
+        finally:
+            gate.set()
+            worker.stop()
+
+    asyncio.run(scenario())

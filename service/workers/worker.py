@@ -52,7 +52,8 @@ class DeviceWorker:
 
     ``small_job_bytes > 0`` gives the device a second lane (``self.small``, a ``DeviceWorker`` of
     its own) for jobs whose ``cost`` is at most that many bytes; ``restarts``, ``queued``,
-    ``alive``, ``stop`` and friends cover both lanes.
+    ``alive``, ``stop`` and friends cover both lanes, and ``queue_depth`` bounds the jobs waiting
+    on both together (a lane's own queue holds at most as many).
     """
 
     _ids = itertools.count()
@@ -141,10 +142,12 @@ class DeviceWorker:
             torch.cuda.empty_cache()
 
     def enqueue(self, fn: Callable[..., T], *args: Any, cost: int | None = None) -> _Job:
-        """Queue ``fn(*args)`` on the lane for ``cost`` (tensor bytes) now; ``QueueFull`` if there
-        is no room."""
+        """Queue ``fn(*args)`` on the lane for ``cost`` (tensor bytes) now; ``QueueFull`` if the
+        device already has ``queue_depth`` jobs waiting, across its lanes."""
         lane = self.lane_for(cost)
         if lane is not self:
+            if self.queued >= self.queue_depth:
+                raise self._full()
             return lane.enqueue(fn, *args)
         if not self._accepting:
             raise ShuttingDown("the server is shutting down; retry on another replica", self.retry_after)
@@ -152,13 +155,18 @@ class DeviceWorker:
             self._replace("its thread had died")
         loop = asyncio.get_running_loop()
         job = _Job(fn, args, loop.create_future(), loop, self)
+        if self.queued >= self.queue_depth:
+            raise self._full()
         try:
             self._queue.put_nowait(job)
         except queue.Full:
-            raise QueueFull(
-                f"{self.device}'s queue is full ({self.queue_depth} jobs waiting; INITSVC_QUEUE_DEPTH)", self.retry_after
-            ) from None
+            raise self._full() from None
         return job
+
+    def _full(self) -> QueueFull:
+        return QueueFull(
+            f"{self.device}'s queue is full ({self.queue_depth} jobs waiting; INITSVC_QUEUE_DEPTH)", self.retry_after
+        )
 
     async def wait(self, job: _Job) -> Any:
         """The job's result; ``WorkerDown`` if it runs past ``job_timeout_s`` (the worker is then
