@@ -201,6 +201,28 @@ def test_serve_rejects_a_setting_out_of_range_naming_the_option(monkeypatch):
     assert result.exit_code == 2 and "--queue-depth" in result.stderr
 
 
+def test_every_setting_is_an_option_of_serve_but_the_api_keys():
+    from service.settings import Settings
+
+    serve = main.commands["serve"]
+    options = {opt for param in serve.params for opt in param.opts}
+    for name in Settings.model_fields:
+        flag = "--device" if name == "default_device" else "--" + name.replace("_", "-")
+        assert (flag in options) == (name != "api_keys"), name
+
+
+def test_serve_refuses_a_device_this_machine_lacks_before_starting(monkeypatch):
+    import torch
+
+    calls = []
+    monkeypatch.setattr("service.server.run", lambda *args, **kwargs: calls.append(args))
+    monkeypatch.setenv("INITSVC_DEFAULT_DEVICE", "placeholder")
+    missing = f"cuda:{torch.cuda.device_count()}"  # one past the last GPU, on any machine
+    result = invoke("serve", "--device", missing)
+    assert result.exit_code == 2 and not calls
+    assert f"'{missing}' is not a device of this machine" in result.stderr and "--device" in result.stderr
+
+
 def test_every_option_has_help_and_the_help_has_examples():
     for name, command in main.commands.items():
         for param in command.params:

@@ -39,7 +39,7 @@ def test_an_unknown_loop_is_refused_naming_the_setting(monkeypatch):
         Settings()
 
 
-def test_serve_names_the_variable_of_a_bad_environment_only_setting(monkeypatch):
+def test_serve_names_the_option_and_the_variable_of_a_bad_loop_from_the_environment(monkeypatch):
     from click.testing import CliRunner
 
     from service.cli import main
@@ -47,5 +47,7 @@ def test_serve_names_the_variable_of_a_bad_environment_only_setting(monkeypatch)
     monkeypatch.setenv("INITSVC_EVENT_LOOP", "trio")
     done = CliRunner().invoke(main, ["serve"])
     assert done.exit_code == 2
-    assert "Invalid value for INITSVC_EVENT_LOOP: Input should be 'asyncio' or 'uvloop'" in done.output
-    assert "--event-loop" not in done.output
+    assert "Invalid value for '--event-loop' (INITSVC_EVENT_LOOP): Input should be 'asyncio' or 'uvloop'" in done.output
+    monkeypatch.delenv("INITSVC_EVENT_LOOP")
+    done = CliRunner().invoke(main, ["serve", "--event-loop", "trio"])
+    assert done.exit_code == 2 and "'trio' is not one of 'asyncio', 'uvloop'" in done.output

@@ -4,22 +4,20 @@ with one option per setting (each sets its ``INITSVC_`` variable)."""
 from __future__ import annotations
 
 import os
-from typing import Any, get_args
+from typing import Any, Literal, get_args, get_origin
 
 import click
 
 from service.cli.options import CONTEXT, F
 from service.settings import Settings
 
-# Settings fields that serve takes as options (the rest, such as API keys, stay environment-only).
-SERVE_SETTINGS = {
-    "default_device": "--device", "max_elements": None, "max_request_bytes": None, "max_tensors": None,
-    "max_body_bytes": None, "max_inflight_bytes": None, "queue_depth": None, "qr_threads": None,
-    "cpu_threads": None, "job_timeout_s": None, "shutdown_timeout_s": None, "retry_after_s": None,
-    "cors_origins": None, "log_json": None,
+# Every setting is an option of serve (``--max-elements`` for ``max_elements``; ``--device`` for
+# ``default_device``) except the API keys, which stay environment-only: an option's value is
+# visible to every user of the machine in the process list.
+ENVIRONMENT_ONLY = {"api_keys"}
+SERVE_SETTINGS: dict[str, str | None] = {
+    name: {"default_device": "--device"}.get(name) for name in Settings.model_fields if name not in ENVIRONMENT_ONLY
 }
-
-
 
 
 def _settings_options(command: F) -> F:
@@ -30,7 +28,9 @@ def _settings_options(command: F) -> F:
         default = field.default_factory() if field.default_factory is not None else field.default  # type: ignore[call-arg]
         default = "empty" if default == [] else default
         annotation = [a for a in get_args(field.annotation) if a is not type(None)] or [field.annotation]
-        kind = {bool: bool, int: int, float: float}.get(annotation[0], str)
+        kind: Any = {bool: bool, int: int, float: float}.get(annotation[0], str)
+        if get_origin(field.annotation) is Literal:
+            kind = click.Choice(get_args(field.annotation))
         show = f"${env}, else {'unset' if default is None else default}"
         name = flag or "--" + field_name.replace("_", "-")
         decls = [f"{name}/--no-{name[2:]}" if kind is bool else name, field_name]
@@ -61,6 +61,7 @@ def serve(host: str, port: int, workers: int, **overrides: Any) -> None:
         if field_name in SERVE_SETTINGS:  # an option of serve; else environment-only
             hint = f"'{SERVE_SETTINGS[field_name] or '--' + field_name.replace('_', '-')}' ({hint})"
         raise click.BadParameter(first["msg"], param_hint=hint) from None
+    _check_device(settings)
     # Each server process drains on SIGTERM: 503s with Retry-After, /readyz down, in-flight responses
     # finished within --shutdown-timeout-s; with several, the parent passes the signal on to each.
     from service.server import run, run_workers
@@ -71,3 +72,17 @@ def serve(host: str, port: int, workers: int, **overrides: Any) -> None:
     status = run_workers(workers, settings, host=host, port=port)
     if status:
         raise SystemExit(status)
+
+
+def _check_device(settings: Settings) -> None:
+    """``--device`` names a device this machine has (the server would fail at start-up otherwise)."""
+    from service.engine.devices import available_devices, default_device
+
+    if settings.default_device is None:
+        return
+    devices = available_devices()
+    if default_device(settings.default_device) not in devices:
+        raise click.BadParameter(
+            f"{settings.default_device!r} is not a device of this machine; it has {', '.join(devices)}",
+            param_hint="'--device' (INITSVC_DEFAULT_DEVICE)",
+        )
