@@ -38,7 +38,8 @@ def text(stream: bytes) -> str:
 
 @pytest.mark.parametrize(
     "shape_args",
-    [pytest.param(["--shape", "256", "784"], id="nargs"), pytest.param(["--shape", "256,784"], id="commas")],
+    [pytest.param(["--shape", "256", "784"], id="nargs"), pytest.param(["--shape", "256,784"], id="commas"),
+     pytest.param(["--shape", "256x784"], id="times")],
 )
 def test_fetch_writes_the_apis_bytes(server, http, tmp_path, shape_args):
     out = tmp_path / "w.safetensors"
@@ -144,6 +145,8 @@ def test_schemes_lists_every_scheme(server):
     lines = text(done.stdout).splitlines()
     assert [line.split()[0] for line in lines] == list(RECIPE_MODELS)
     assert any(line.startswith("kaiming_uniform") and "mode=fan_in" in line for line in lines)
+    bare = initsvc("schemes", url=server.url.removeprefix("http://"))  # host:port, as curl takes it
+    assert bare.returncode == 0 and bare.stdout == done.stdout
 
 
 def test_fans_and_devices(server):
@@ -199,6 +202,25 @@ def test_serve_rejects_a_setting_out_of_range_naming_the_option(monkeypatch):
     monkeypatch.setenv("INITSVC_QUEUE_DEPTH", "placeholder")
     result = invoke("serve", "--queue-depth", "0")
     assert result.exit_code == 2 and "--queue-depth" in result.stderr
+
+
+@pytest.mark.parametrize("args,hint", [
+    (["fetch", "--scheme", "normal", "--shape", "4", "x"], "'--shape'"),
+    (["fetch", "--scheme", "normal", "--shape", "4,,5"], "'--shape'"),
+    (["fetch", "--scheme", "normal", "--shape", ","], "'--shape'"),
+    (["fetch", "--scheme", "normal", "--shape", "4", "1.5"], "'--shape'"),
+    (["fans", "64", "a"], "'SHAPE'"),
+])
+def test_a_shape_with_a_part_that_is_not_a_dimension_is_refused_naming_where(args, hint):
+    result = invoke(*args, "--url", "http://127.0.0.1:9")  # refused before any request
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for {hint}: dimensions are non-negative integers" in result.stderr
+
+
+def test_an_empty_shape_is_a_0_d_tensor(server):
+    done = initsvc("fetch", "--shape", "", "--scheme", "normal", "--seed", "3", "--json", url=server.url)
+    assert done.returncode == 0, text(done.stderr)
+    assert json.loads(done.stdout)["tensors"]["weight"]["shape"] == []
 
 
 def test_every_setting_is_an_option_of_serve_but_the_api_keys():

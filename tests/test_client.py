@@ -272,9 +272,25 @@ def test_a_refused_connection_is_raised_at_once_without_retries():
 
     with InitClient("http://initsvc.test", retries=2, transport=httpx.MockTransport(refuse),
                     sleep=delays.append) as client:
-        with pytest.raises(httpx.ConnectError):
+        with pytest.raises(httpx.ConnectError) as caught:
             client.schemes()
     assert delays == [] and len(attempts) == 1
+    message = str(caught.value)  # what to do about it, and the reason
+    assert "nothing answers at http://initsvc.test" in message and "initsvc serve" in message
+    assert "INITSVC_URL" in message and "connection refused" in message
+
+
+def test_a_url_without_a_scheme_is_http_as_curl_reads_it():
+    seen: list[str] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        return httpx.Response(200, json={"devices": []})
+
+    with InitClient("localhost:8123", transport=httpx.MockTransport(record)) as client:
+        assert client.base_url == "http://localhost:8123"
+        client.devices()
+    assert seen == ["http://localhost:8123/v1/devices"]
 
 
 def test_422_is_not_retried_and_keeps_every_problem():

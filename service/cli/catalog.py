@@ -87,7 +87,7 @@ def gain(nonlinearity: str, param_arg: str | None, param: float | None, url: str
 @_reports_errors
 def fans(shape: tuple[str, ...], url: str, api_key: str | None, timeout: float, retries: int) -> None:
     """Print fan_in, fan_out and receptive field of a weight SHAPE [out, in, *kernel]."""
-    dims = parse_shape(click.get_current_context(), shape)
+    dims = parse_shape(click.get_current_context(), shape, "'SHAPE'")
     with _client(url, api_key, timeout, retries) as client:
         answer = client.fans(dims)
     click.echo(" ".join(f"{key}={value}" for key, value in answer.items()))

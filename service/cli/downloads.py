@@ -35,7 +35,8 @@ Examples:
 
 @click.command(context_settings=CONTEXT, epilog=FETCH_EPILOG)
 @click.option("--shape", "shape_start", required=True, metavar="DIM [DIM...]",
-              help="Shape, [out, in, *kernel] for weights: '--shape 256 784' or '--shape 256,784'.")
+              help="Shape, [out, in, *kernel] for weights: '--shape 256 784', '--shape 256,784' or '--shape 256x784' "
+                   "('' for a 0-d tensor).")
 @click.argument("more_dims", nargs=-1, metavar="")
 @click.option("--scheme", required=True, type=click.Choice(list(RECIPE_MODELS)), metavar="SCHEME",
               help="Init scheme, as torch.nn.init names it ('initsvc schemes' lists parameters).")

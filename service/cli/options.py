@@ -52,18 +52,20 @@ def answer_options(*, default: str | None, show_default: str | bool, help: str) 
     return add
 
 
-def parse_shape(ctx: click.Context, values: tuple[str, ...]) -> list[int]:
-    """``256 784``, ``256,784`` or ``256x784`` (also mixed) -> ``[256, 784]``."""
+def parse_shape(ctx: click.Context, values: tuple[str, ...], hint: str = "'--shape'") -> list[int]:
+    """``256 784``, ``256,784`` or ``256x784`` (also mixed) -> ``[256, 784]``; a lone ``''`` is a
+    0-d shape (``[]``). Every other part must be a non-negative integer: ``4 x`` or ``4,,5`` is an
+    error, not ``[4]`` or ``[4, 5]``."""
+    if values == ("",):
+        return []
     dims: list[int] = []
     for value in values:
         for part in value.replace("x", ",").split(","):
             part = part.strip()
-            if not part:
-                continue
             if not part.isdigit():
                 raise click.BadParameter(
-                    f"dimensions are non-negative integers, as in 256 784 or 256,784; got {value!r}",
-                    ctx=ctx, param_hint="'--shape'")
+                    f"dimensions are non-negative integers, as in 256 784, 256,784 or 256x784 ('' for a 0-d "
+                    f"tensor); got {value!r}", ctx=ctx, param_hint=hint)
             dims.append(int(part))
     return dims
 

@@ -29,7 +29,8 @@ def _reports_errors(command: F) -> F:
             message = f"{type(exc).__name__}: {exc}"
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             url = click.get_current_context().params.get("url") or "the URL given"
-            message = (f"{type(exc).__name__}: the server is not reachable at {url} ({exc or 'no answer'}). "
+            reason = exc.__cause__ or exc  # the client's own message names base_url, not --url
+            message = (f"{type(exc).__name__}: the server is not reachable at {url} ({reason or 'no answer'}). "
                        "Start one with 'initsvc serve', or point --url (or INITSVC_URL) at a running one.")
         except httpx.HTTPError as exc:
             where = f" ({exc.request.url})" if _has_request(exc) else ""

@@ -33,6 +33,11 @@ T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def with_scheme(url: str) -> str:
+    """``localhost:8000`` is ``http://localhost:8000`` (as curl reads it); a URL with a scheme is kept."""
+    return url if "://" in url else f"http://{url}"
+
+
 @dataclass
 class RetryPolicy:
     """Retry 429 and 503 up to ``retries`` times. A connection that cannot be opened is not
@@ -66,7 +71,7 @@ class ClientConfig:
 
     def __init__(self, base_url: str | None, api_key: str | None, timeout: float | httpx.Timeout | None,
                  retry: RetryPolicy):
-        self.base_url = (base_url or os.environ.get("INITSVC_URL") or DEFAULT_URL).rstrip("/")
+        self.base_url = with_scheme((base_url or os.environ.get("INITSVC_URL") or DEFAULT_URL).rstrip("/"))
         self._api_key = api_key if api_key is not None else (os.environ.get("INITSVC_API_KEY") or None)
         self.timeout = timeout
         self.retry = retry
@@ -187,7 +192,13 @@ def answer(client: ClientConfig, call: Call) -> Plan[httpx.Response]:
     """A 2xx response, its body unread; error answers raise, after retries where they apply."""
     attempt = 0
     while True:
-        response: httpx.Response = yield Send(call)
+        try:
+            response: httpx.Response = yield Send(call)
+        except httpx.ConnectError as exc:
+            raise httpx.ConnectError(
+                f"nothing answers at {client.base_url} ({exc}); start a server with 'initsvc serve', or point "
+                "base_url (or INITSVC_URL) at a running one", request=exc.request,
+            ) from exc
         if response.is_success:
             return response
         error = error_from_response(response.status_code, response.headers, (yield from read(response)))
