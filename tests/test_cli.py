@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 import safetensors.torch
 from click.testing import CliRunner
@@ -221,6 +222,21 @@ def test_an_empty_shape_is_a_0_d_tensor(server):
     done = initsvc("fetch", "--shape", "", "--scheme", "normal", "--seed", "3", "--json", url=server.url)
     assert done.returncode == 0, text(done.stderr)
     assert json.loads(done.stdout)["tensors"]["weight"]["shape"] == []
+
+
+def test_version():
+    import service
+
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.output == f"initsvc {service.__version__}\n"
+
+
+def test_binary_is_not_written_to_a_terminal(monkeypatch):
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True, raising=False)
+    from service.cli import output
+
+    with pytest.raises(click.UsageError, match="terminal"):
+        output._save(None, "-", quiet=True, shape=[4])
 
 
 def test_every_setting_is_an_option_of_serve_but_the_api_keys():

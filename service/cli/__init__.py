@@ -23,6 +23,7 @@ import os
 os.environ.setdefault("MKL_CBWR", "COMPATIBLE")
 import click
 
+import service
 from service.cli.catalog import devices, fans, gain, models, schemes
 from service.cli.downloads import fetch, model, module
 from service.cli.options import CONTEXT
@@ -32,5 +33,6 @@ COMMANDS = (serve, fetch, module, model, models, schemes, gain, fans, devices)
 
 
 @click.group(context_settings=CONTEXT, commands=COMMANDS)
+@click.version_option(service.__version__, prog_name="initsvc", message="%(prog)s %(version)s")
 def main() -> None:
     """initsvc: initialized neural-network weights over HTTP, bit-identical to torch.nn.init."""

@@ -96,7 +96,11 @@ def _size(n: int) -> str:
 
 
 def _save(client: Any, output: str, quiet: bool, **request: Any) -> None:
-    """Stream the answer to ``output`` (``-``: stdout) with a progress bar, then say what was written."""
+    """Stream the answer to ``output`` (``-``: stdout) with a progress bar, then say what was written.
+    Binary is not written to a terminal (``-o -`` is for a pipe or a redirect)."""
+    if output == "-" and sys.stdout.isatty():
+        raise click.UsageError("-o - writes the safetensors bytes to stdout, which is a terminal here; "
+                               "pipe or redirect it (| or >), or give a file name")
     bar = _ProgressBar(not quiet and output != "-" and sys.stderr.isatty(), f"{output}")
     try:
         path = sys.stdout.buffer if output == "-" else output
