@@ -242,3 +242,17 @@ def test_server_stays_healthy_after_bad_input(http):
     assert http.get("/healthz").status_code == 200
     ok = _post(http, {"scheme": "normal"})
     assert ok.status_code == 200
+
+
+def test_histograms_that_would_not_fit_a_loadable_header_are_refused_before_any_work(http):
+    """2049 tensors of 1024 bins: over 2**21 bins in all, ~75 MB of header text or more."""
+    tensors = [{"name": f"t{i}", "shape": [2], "init": {"scheme": "normal"}} for i in range(2049)]
+    body = {"tensors": tensors, "histogram_bins": 1024, "seed": 0, "device": "cpu"}
+    r = http.post("/v1/tensors", json=body)
+    assert r.status_code == 422, r.text
+    (error,) = r.json()["detail"]
+    assert error["loc"] == ["body", "histogram_bins"]
+    assert "2098176 bins in all" in error["msg"] and "at most 2097152" in error["msg"]
+    # Without stats no histogram travels, and one tensor fewer fits.
+    assert http.post("/v1/tensors", json={**body, "stats": False}).status_code == 200
+    assert http.post("/v1/tensors", json={**body, "tensors": tensors[:2048], "histogram_bins": 1}).status_code == 200

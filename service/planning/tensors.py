@@ -89,6 +89,23 @@ def check_histogram_bins(histogram_bins: int, settings: Settings) -> None:
         )
 
 
+# Histogram bins of one answer, all tensors together: the stats (with their histograms) travel in
+# the safetensors header, which loaders refuse past 100 MB; a bin takes up to ~35 bytes there.
+MAX_TOTAL_HISTOGRAM_BINS = 1 << 21
+
+
+def check_histogram_total(bins: list[int]) -> None:
+    """The histograms of every tensor of an answer fit in a loadable safetensors header."""
+    total = sum(bins)
+    if total > MAX_TOTAL_HISTOGRAM_BINS:
+        raise RecipeError.at(
+            ("histogram_bins",),
+            f"{len([b for b in bins if b])} tensors with histograms ask for {total} bins in all; an answer "
+            f"carries at most {MAX_TOTAL_HISTOGRAM_BINS} (its stats are in the safetensors header, which "
+            "loaders refuse past 100 MB): ask for fewer bins or fewer tensors",
+        )
+
+
 def check_portable(scheme: str, params: dict[str, Any], shape: tuple[int, ...]) -> None:
     """What portable-v1 cannot make (``orthogonal``; a truncation window under 1e-4) is a 422."""
     try:
@@ -205,6 +222,8 @@ def plan_tensors(req: TensorsRequest, settings: Settings, pool: WorkerPool) -> P
             specs.append(build_spec(entry, entry.dtype or req.dtype, bins, req.stats, settings, req.rng, tid))
         except RecipeError as exc:
             raise _within(("tensors", i), exc) from None
+    if req.stats:
+        check_histogram_total([s.histogram_bins for s in specs])
     nbytes = made_bytes(specs, torch_device_type(device), [e.seed for e in req.tensors])
     check_request_bytes(nbytes, settings, sum(output_bytes(s) for s in specs))
     seed = req.seed if req.seed is not None else draw_seed()
