@@ -160,7 +160,9 @@ def add_middleware(app: FastAPI, settings: Settings) -> None:
         extra=["/", "/healthz", "/readyz", app.openapi_url, app.swagger_ui_oauth2_redirect_url],
     )
     openapi.install(app, public if settings.api_keys else None)
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes, receive_timeout_s=settings.receive_timeout_s
+    )
     if settings.api_keys:
         app.add_middleware(ApiKeyMiddleware, api_keys=settings.api_keys, public=public)
     if settings.cors_origins:

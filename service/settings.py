@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     send_timeout_s: float = Field(
         60.0, gt=0, description="A response whose client accepts no bytes for this long is abandoned."
     )
+    receive_timeout_s: float = Field(
+        30.0, gt=0, description="A request whose client sends no body bytes for this long is answered 408 and closed."
+    )
     shutdown_timeout_s: float = Field(30.0, ge=0, description="Grace period for in-flight responses on SIGTERM.")
     retry_after_s: int = Field(1, ge=1, description="Retry-After sent with 429 and 503.")
 

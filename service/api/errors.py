@@ -2,8 +2,10 @@
 headers, the OpenAPI responses that document them, and the raw-ASGI writer the middleware uses.
 
     RequestValidationError, RecipeError, DeviceUnavailable   422  {"detail": [{loc, msg, type}]}
-    (a body that is not JSON)                                415  {"detail": msg}
+    a body that does not parse as JSON (bad UTF-8, too deep)  422  {"detail": [{loc, msg, "json_invalid"}]}
+    (a body that is not sent as JSON)                        415  {"detail": msg} naming the Content-Type
     LimitExceeded, a body over INITSVC_MAX_BODY_BYTES        413  {"detail": msg, limit, value, env_var}
+    no body bytes for INITSVC_RECEIVE_TIMEOUT_S              408  {"detail": msg, env_var}, then close
     no or a wrong API key                                    401  {"detail": msg} + WWW-Authenticate
     QueueFull                                                429  + Retry-After
     DeviceOutOfMemory, WorkerDown, ShuttingDown              503  + Retry-After
@@ -13,7 +15,10 @@ headers, the OpenAPI responses that document them, and the raw-ASGI writer the m
 ``STATUSES`` says what each status means and which body schema it has; the exception handlers,
 ``ERROR_RESPONSES`` (what routes declare) and ``openapi_response`` (what ``api/openapi.py`` adds
 to every operation) all read them. The API-key and body-limit middleware answer before any
-route, with ``send_error``.
+route, with ``send_error``; every error body is compact JSON, as ``JSONResponse`` renders it.
+``on_http_error`` answers Starlette's and FastAPI's own ``HTTPException``: the errors raised
+from ``receive`` with their fields, FastAPI's 400 for a body its JSON parser gave up on as the
+422 ``json_invalid`` a JSON syntax error is, and a 405's ``Allow`` with every method of the path.
 
 A 422 teaches: an unknown key lists the names allowed where it was found (with a "did you mean"
 for a near miss), and an unknown ``scheme`` or layer ``type`` suggests the closest known one.
@@ -30,9 +35,9 @@ Longer than the ~300 lines most modules keep to: the one error module: the statu
 from __future__ import annotations
 
 import difflib
-import json
 import logging
 import re
+import sys
 import types
 import typing
 from collections.abc import Iterable, Sequence
@@ -40,10 +45,14 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from pydantic_settings import BaseSettings
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api.middleware.observer import observed
@@ -61,7 +70,6 @@ from service.schemas.recipes import RECIPE_MODELS
 log = logging.getLogger("initsvc.errors")
 
 
-
 @dataclass(frozen=True)
 class ErrorStatus:
     """What an error status means (its OpenAPI description) and its body's schema."""
@@ -71,6 +79,7 @@ class ErrorStatus:
 
 
 STATUSES: dict[int, ErrorStatus] = {
+    408: ErrorStatus("ErrorMessage", "The client sent no body bytes for INITSVC_RECEIVE_TIMEOUT_S seconds; the connection is closed."),
     400: ErrorStatus("ErrorMessage", "The body could not be parsed as JSON at all (invalid UTF-8, nested too deep, a number too long)."),
     401: ErrorStatus("ErrorMessage", "API keys are configured and the request carries none or a wrong one (WWW-Authenticate: Bearer)."),
     413: ErrorStatus("LimitError", "Over a size limit (the body over INITSVC_MAX_BODY_BYTES, or a tensor limit); the detail names "
@@ -113,12 +122,46 @@ def openapi_response(status: int) -> dict[str, Any]:
     return {"description": known.description, "content": {"application/json": {"schema": {"$ref": ref}}}}
 
 
+class ReceiveError(HTTPException):
+    """An error raised from ``receive`` while the body is read: over ``INITSVC_MAX_BODY_BYTES``
+    (413) or no bytes for ``INITSVC_RECEIVE_TIMEOUT_S`` (408). An ``HTTPException`` so FastAPI's
+    body reader lets it through (any other exception there becomes its 400); ``on_http_error``
+    answers ``{"detail", **fields}`` with ``Connection: close``, since the rest of the body is
+    never read. ``fields``: a 413's ``limit``, ``value`` and ``env_var``, a 408's ``env_var``."""
+
+    def __init__(self, status: int, detail: str, **fields: Any):
+        super().__init__(status, detail, headers={"Connection": "close"})
+        self.fields = fields
+
+
+def body_too_large(value: int, limit: int) -> ReceiveError:
+    """The 413 of a body of ``value`` bytes (declared, or received so far) over ``limit``."""
+    return ReceiveError(
+        413, f"request body of {value} bytes is over the limit; INITSVC_MAX_BODY_BYTES is {limit}",
+        limit=limit, value=value, env_var="INITSVC_MAX_BODY_BYTES",
+    )
+
+
+def receive_timed_out(timeout_s: float) -> ReceiveError:
+    """The 408 of a body whose client sent nothing for ``timeout_s`` seconds."""
+    return ReceiveError(
+        408, f"no request body bytes arrived for {timeout_s:g} s; INITSVC_RECEIVE_TIMEOUT_S is {timeout_s:g}: "
+        "send the whole body its Content-Length announces",
+        env_var="INITSVC_RECEIVE_TIMEOUT_S",
+    )
+
+
+def error_body(detail: Any, **fields: Any) -> bytes:
+    """``{"detail": detail, **fields}`` as every error answer renders it (``JSONResponse``'s compact JSON)."""
+    return JSONResponse({"detail": detail, **fields}).body
+
+
 async def send_error(
     send: Send, status: int, detail: str, headers: Sequence[tuple[bytes, bytes]] = (), **fields: Any
 ) -> None:
     """Answer ``status {"detail": detail, **fields}`` from raw ASGI (middleware in front of the
     routes), with ``headers`` after Content-Type and Content-Length."""
-    body = json.dumps({"detail": detail, **fields}).encode()
+    body = error_body(detail, **fields)
     await send(
         {
             "type": "http.response.start",
@@ -280,14 +323,77 @@ def validation_detail(errors: list[dict[str, Any]], request: Request | None = No
 
 async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     errors = list(exc.errors())
-    content_type = request.headers.get("content-type", "")
-    body_not_parsed = any(tuple(e.get("loc", ())) == ("body",) and e.get("type") == "model_attributes_type" for e in errors)
-    if body_not_parsed and "json" not in content_type.lower():
+    # FastAPI parses a body as JSON only under Content-Type application/json or application/*+json
+    # (parameters allowed; none at all is not JSON): any other body reaches validation as the bytes
+    # it was, and fails there because it was not sent as JSON.
+    not_sent_as_json = isinstance(exc.body, (bytes, bytearray)) and any(
+        tuple(e.get("loc", ()))[:1] == ("body",) for e in errors
+    )
+    if not_sent_as_json:
+        content_type = request.headers.get("content-type", "")
         return JSONResponse(
             status_code=415,
-            content={"detail": f"the body must be JSON: send Content-Type: application/json; got {content_type or 'none'!r}"},
+            content={
+                "detail": f"the body must be JSON: send Content-Type: application/json; got {content_type or 'none'!r} "
+                "(allowed: application/json or application/<name>+json, with optional parameters such as charset)"
+            },
         )
     return JSONResponse(status_code=422, content={"detail": validation_detail(errors, request)})
+
+
+# FastAPI's answer to a body its JSON parser raised on with something other than a syntax error.
+FASTAPI_PARSE_ERROR = "There was an error parsing the body"
+
+
+def json_invalid(cause: BaseException) -> dict[str, Any]:
+    """The 422 entry of a body the JSON parser could not read (``cause``: what it raised)."""
+    loc: list[str | int] = ["body"]
+    if isinstance(cause, UnicodeDecodeError):
+        bad = cause.object[cause.start:cause.start + 1]
+        loc.append(cause.start)
+        msg = f"JSON decode error: the body is not valid UTF-8 (byte 0x{bad.hex()} at offset {cause.start}); send JSON text in UTF-8"
+    elif isinstance(cause, RecursionError):
+        msg = "JSON decode error: arrays and objects are nested too deeply to parse; no request needs more than a few levels"
+    elif isinstance(cause, ValueError) and "digits" in str(cause):
+        msg = f"JSON decode error: a number has more than {sys.get_int_max_str_digits()} digits"
+    else:
+        msg = f"JSON decode error: {cause}"
+    return {"loc": loc, "msg": msg, "type": "json_invalid"}
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app serves at the request's path (routing's own 405 names
+    only the first route whose path matched)."""
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # pragma: no cover - older FastAPI: routes are flat already
+        contexts: Iterable[Any] = list(request.app.router.routes)
+    else:
+        contexts = iter_route_contexts(list(request.app.router.routes))
+    path, root = request.scope.get("path", ""), request.scope.get("root_path", "")
+    path = path[len(root):] if root and path.startswith(root) else path
+    methods: set[str] = set()
+    for route in contexts:
+        template = getattr(route, "path_format", None) or getattr(route, "path", None)
+        served = getattr(route, "methods", None)
+        if template and served and compile_path(template)[0].match(path):
+            methods.update(served)
+    return sorted(methods)
+
+
+async def on_http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's and FastAPI's ``HTTPException`` (404, 405, the ``ReceiveError`` of a body),
+    in the same compact JSON; see the module's docstring."""
+    assert isinstance(exc, HTTPException)
+    if isinstance(exc, ReceiveError):
+        return JSONResponse({"detail": exc.detail, **exc.fields}, status_code=exc.status_code, headers=exc.headers)
+    if exc.status_code == 400 and exc.detail == FASTAPI_PARSE_ERROR and exc.__cause__ is not None:
+        return JSONResponse({"detail": [json_invalid(exc.__cause__)]}, status_code=422)
+    if exc.status_code == 405:
+        methods = allowed_methods(request)
+        if methods:
+            return JSONResponse({"detail": exc.detail}, status_code=405, headers={**(exc.headers or {}), "Allow": ", ".join(methods)})
+    return await http_exception_handler(request, exc)
 
 
 def _service_error_body(request: Request, exc: InitServiceError) -> dict[str, Any]:
@@ -353,5 +459,6 @@ class UnexpectedErrorMiddleware:
 def install(app: FastAPI) -> None:
     app.add_middleware(UnexpectedErrorMiddleware)
     app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(HTTPException, on_http_error)
     for exc_class in STATUS_OF:
         app.add_exception_handler(exc_class, on_service_error)

@@ -1,4 +1,5 @@
-"""Liveness and readiness."""
+"""Liveness and readiness, for GET and HEAD (a probe may send either; HEAD is left out of the
+OpenAPI document, whose GET describes the answer)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ from service.schemas.responses import Health, Readiness
 router = APIRouter(tags=["health"])
 
 
+@router.head("/healthz", include_in_schema=False)
 @router.get("/healthz")
 async def healthz() -> Health:
     """Liveness: the event loop answers (it never runs torch work)."""
     return Health(status="ok")
 
 
+@router.head("/readyz", include_in_schema=False)
 @router.get(
     "/readyz",
     response_model=Readiness,

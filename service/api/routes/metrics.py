@@ -1,4 +1,5 @@
-"""``GET /metrics``: the app's Prometheus metrics (see ``service.api.middleware.metrics`` for the list)."""
+"""``GET /metrics`` (and ``HEAD``, left out of the OpenAPI document): the app's Prometheus metrics
+(see ``service.api.middleware.metrics`` for the list)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ EXPOSITION = {
 }
 
 
+@router.head("/metrics", response_class=Response, include_in_schema=False)
 @router.get("/metrics", response_class=Response, responses=EXPOSITION)
 async def metrics(request: Request) -> Response:
     """Requests by route and status, latency, bytes sent, tensors made by scheme, and per device the
