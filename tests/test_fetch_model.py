@@ -231,3 +231,17 @@ def test_a_config_past_the_tensor_limit_stops_while_planning():
         with httpx.Client(base_url=server.url, timeout=120) as http:
             r = post(http, {"model": "nanogpt/GPT", "config": {"n_layer": 100000}})
             assert r.status_code == 413 and r.json()["env_var"] == "INITSVC_MAX_TENSORS"
+
+
+def test_a_presets_config_warnings_are_the_models_not_a_keys(http):
+    """A vocabulary smaller than GPT-2's token ids draws the reference's config warning; it is
+    about the model, so no key's name is put in front of it, whichever keys are answered."""
+    config = {"n_layer": 1, "n_embd": 16, "n_head": 2, "vocab_size": 50, "n_positions": 8}
+    body = {"model": "transformers/GPT2LMHeadModel", "config": config, "seed": 0}
+    seen = []
+    for extra in ({}, {"stats": False}, {"tensors": ["lm_head.weight", "transformer.wpe.weight"]}, {"tensors": ["lm_head.weight"]}):
+        r = post(http, {**body, **extra})
+        assert r.status_code == 200, r.text
+        seen.append(metadata(r.content)["provenance"]["warnings"])
+    assert seen[0] and all(w == seen[0] for w in seen), seen
+    assert all(w.startswith("Model config: ") for w in seen[0]) and any("bos_token_id" in w for w in seen[0])

@@ -71,7 +71,8 @@ def provenance_with_outcome(provenance: dict[str, Any], made: Sequence[MadeTenso
     made (CPU threads; a slice generated directly or cut from the whole tensor)."""
     warnings: list[str] = []
     for m in made:
-        prefix = f"{m.spec.name}: " if len(made) > 1 else ""
+        # A preset's warnings are the model's (its config, its build), not one key's.
+        prefix = f"{m.spec.name}: " if len(made) > 1 and m.spec.scheme != "preset" else ""
         warnings += [prefix + w for w in m.warnings]
     outcome: dict[str, Any] = {"warnings": warnings}
     if len(made) == 1:
