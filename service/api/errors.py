@@ -153,7 +153,7 @@ def receive_timed_out(timeout_s: float) -> ReceiveError:
 
 def error_body(detail: Any, **fields: Any) -> bytes:
     """``{"detail": detail, **fields}`` as every error answer renders it (``JSONResponse``'s compact JSON)."""
-    return JSONResponse({"detail": detail, **fields}).body
+    return bytes(JSONResponse({"detail": detail, **fields}).body)
 
 
 async def send_error(
@@ -321,7 +321,8 @@ def validation_detail(errors: list[dict[str, Any]], request: Request | None = No
     return detail
 
 
-async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
     errors = list(exc.errors())
     # FastAPI parses a body as JSON only under Content-Type application/json or application/*+json
     # (parameters allowed; none at all is not JSON): any other body reaches validation as the bytes
