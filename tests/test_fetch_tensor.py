@@ -136,3 +136,19 @@ def test_slice_is_exactly_the_full_tensors_slice(http):
     assert as_bytes(got) == as_bytes(full[3:9, :])
     via_get = _tensor(http.get("/v1/tensor", params={"shape": "12,10", "scheme": "kaiming_normal", "seed": "4", "device": "cpu", "slice": "3:9,:"}))
     assert as_bytes(via_get) == as_bytes(got)
+
+
+@pytest.mark.parametrize("accept,as_json", [
+    ("application/json", True),
+    ("application/json; charset=utf-8", True),
+    ("text/html, application/json;q=0.5", True),
+    ("application/json;q=0", False),  # RFC 9110: q=0 refuses it
+    ("application/json; q=0.0, */*", False),
+    ("application/jsonx", False),
+    ("*/*", False),
+])
+def test_the_json_summary_is_what_accept_asks_for(http, accept, as_json):
+    params = {"shape": "3", "scheme": "normal", "seed": "0", "device": "cpu"}
+    r = http.get("/v1/tensor", params=params, headers={"accept": accept})
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("application/json" if as_json else "application/octet-stream")

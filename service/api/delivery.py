@@ -30,7 +30,17 @@ _UNSAFE_FILENAME = re.compile(r'[^A-Za-z0-9._-]')
 
 
 def wants_json(request: Request) -> bool:
-    return "application/json" in request.headers.get("accept", "").lower()
+    """Accept lists ``application/json`` with q > 0 (``q=0`` refuses it, RFC 9110)."""
+    for part in request.headers.get("accept", "").lower().split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        if media != "application/json":
+            continue
+        q = next((value.strip() for name, _, value in (p.partition("=") for p in params) if name.strip() == "q"), "1")
+        try:
+            return float(q) > 0
+        except ValueError:
+            return False
+    return False
 
 
 def representation(request: Request) -> str:

@@ -80,7 +80,6 @@ class ErrorStatus:
 
 STATUSES: dict[int, ErrorStatus] = {
     408: ErrorStatus("ErrorMessage", "The client sent no body bytes for INITSVC_RECEIVE_TIMEOUT_S seconds; the connection is closed."),
-    400: ErrorStatus("ErrorMessage", "The body could not be parsed as JSON at all (invalid UTF-8, nested too deep, a number too long)."),
     401: ErrorStatus("ErrorMessage", "API keys are configured and the request carries none or a wrong one (WWW-Authenticate: Bearer)."),
     413: ErrorStatus("LimitError", "Over a size limit (the body over INITSVC_MAX_BODY_BYTES, or a tensor limit); the detail names "
                      "the limit, its value and its INITSVC_ variable."),

@@ -3,8 +3,7 @@
 Routes declare their own outcomes in ``responses={...}``. The layers in front of them answer for
 every operation too, and a client (or schemathesis) must find those statuses in the document:
 
-    400  the JSON body could not be parsed at all: invalid UTF-8, nesting too deep for the
-         parser, an integer literal over 4300 digits (FastAPI's own answer)    operations with a body
+    408  no body bytes for ``INITSVC_RECEIVE_TIMEOUT_S`` (``BodyLimitMiddleware``) operations with a body
     401  no or wrong API key (``INITSVC_API_KEYS`` set; not on public paths)   protected operations
     413  body over ``INITSVC_MAX_BODY_BYTES`` (``BodyLimitMiddleware``)         operations with a body
     415  the body is not sent as JSON (docs/api.md §6)                         operations with a JSON body
@@ -136,7 +135,7 @@ def _statuses(path: str, op: dict[str, Any], public: PublicPaths | None) -> list
     has_body = "requestBody" in op
     statuses = []
     if has_body:
-        statuses += [400, 413, 415]
+        statuses += [408, 413, 415]
     if has_body or op.get("parameters") or "422" in op.get("responses", {}):
         statuses.append(422)
     if public is not None and path not in public:
@@ -145,7 +144,7 @@ def _statuses(path: str, op: dict[str, Any], public: PublicPaths | None) -> list
 
 
 def add_common_responses(doc: dict[str, Any], public: PublicPaths | None = None) -> dict[str, Any]:
-    """Add 400/401/413/415/422 (with their body schemas) where they apply; ``public`` is given when
+    """Add 401/408/413/415/422 (with their body schemas) where they apply; ``public`` is given when
     API keys are on and names the operations that stay open. Declared responses keep their text."""
     _ensure_components(doc)
     if public is not None:
