@@ -27,6 +27,7 @@ for ``stats.expected``:
 from __future__ import annotations
 
 import math
+import re
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -143,6 +144,33 @@ def meta_layer(call: LayerCall, dtype: torch.dtype) -> nn.Module:
     """One layer built alone on ``meta``: its state_dict keys have no layer-name prefix."""
     with captured_warnings():
         return build_layer(call, "meta", dtype)
+
+
+# torch's C++ errors append where they were raised, then a backtrace with the server's paths.
+_CPP_TRAILER = re.compile(r"\s*(\(|\n)?\s*Exception raised from .*", re.DOTALL)
+REASON_CHARS = 300
+
+
+def torch_reason(exc: BaseException) -> str:
+    """What torch said, fit for an answer: its first line, without a C++ trailer or backtrace,
+    at most ``REASON_CHARS`` characters (never a file path of the server)."""
+    text = _CPP_TRAILER.sub("", str(exc)).strip().splitlines()
+    first = text[0].strip() if text else ""
+    first = re.sub(r"(/[\w.+-]+){2,}", "<path>", first) or type(exc).__name__
+    return first if len(first) <= REASON_CHARS else first[: REASON_CHARS - 3] + "..."
+
+
+def value_problem(what: str, value: float, dtype: torch.dtype) -> str | None:
+    """Why ``value``, written into a tensor of ``dtype`` as it is, does not fit it (None: it fits)."""
+    if not dtype.is_floating_point:
+        return None
+    biggest = torch.finfo(dtype).max
+    if -biggest <= value <= biggest:
+        return None
+    return (
+        f"{what}={value:g} does not fit {NAMES[dtype]} (largest finite value {biggest:g}); the layer writes it "
+        "into its weight as it is: use a smaller value or a wider dtype"
+    )
 
 
 def meta_entries(calls: Sequence[LayerCall], dtype: torch.dtype) -> list[StateEntry]:

@@ -18,7 +18,15 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from service.engine.layers import PARAMETER_FREE, LayerCall, default_distributions, meta_layer, state_entries
+from service.engine.layers import (
+    PARAMETER_FREE,
+    LayerCall,
+    default_distributions,
+    meta_layer,
+    state_entries,
+    torch_reason,
+    value_problem,
+)
 from service.engine.rng import DTYPES
 from service.engine.stats import expected_fields
 from service.errors import LimitExceeded, RecipeError
@@ -78,10 +86,14 @@ def describe_layer(query: LayerQuery, settings: Settings) -> LayerStateDict:
         raise LimitExceeded(
             f"this {kind} would have a tensor of {largest} elements", largest, settings.max_elements, "INITSVC_MAX_ELEMENTS"
         )
+    for arg, value in layer.written_values().items():
+        problem = value_problem(f"{kind} {arg}", value, DTYPES[query.dtype])
+        if problem:
+            raise RecipeError.at((arg,), problem)
     try:
         module = meta_layer(LayerCall("layer", kind, layer.arguments()), DTYPES[query.dtype])
     except (ValueError, TypeError, AssertionError, RuntimeError) as exc:
-        raise RecipeError.at(("type",), f"torch.nn refused this layer: {exc}") from None
+        raise RecipeError.at(("type",), f"torch.nn refused this layer: {torch_reason(exc)}") from None
     defaults = default_distributions(module)
     entries: list[dict[str, Any]] = []
     for e in state_entries(module):

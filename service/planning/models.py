@@ -27,6 +27,7 @@ import torch
 
 from service.engine.checks import check_size
 from service.engine.devices import base_provenance
+from service.engine.layers import torch_reason
 from service.engine.maker import Output
 from service.engine.rng import DTYPES, draw_seed
 from service.errors import LimitExceeded, RecipeError
@@ -35,7 +36,7 @@ from service.planning.plan import Plan
 from service.planning.tensors import check_histogram_bins
 from service.presets import PRESETS, ConfigError, Preset, PresetEntry, accounting
 from service.presets.accounting import Slice, Unit
-from service.presets.replay import TooManyTensors, meta_entries
+from service.presets.replay import Reach, TooManyTensors, meta_entries, meta_reach
 from service.schemas.models import ModelRequest
 from service.settings import Settings
 from service.workers.model_jobs import AHEAD_BYTES, ModelJob, run_model_job, unit_cost
@@ -62,18 +63,87 @@ def resolve_config(preset: Preset, config: Mapping[str, Any], loc: tuple) -> tup
         raise RecipeError.at((*loc, exc.field) if exc.field else loc, exc.msg) from None
 
 
+# A planning build stops past this many registered tensors (``TooManyTensors``): four times
+# ``INITSVC_MAX_TENSORS``, and never fewer than this, so a model with more keys than the limit is
+# counted exactly (the 413 gives the real count) and ``tensors`` can still pick a few of its keys.
+PLANNING_TENSORS_FLOOR = 16384
+
+# torch's words for a size that overflows its int64 arithmetic (or a Python int it cannot unpack).
+_SIZE_OVERFLOW = (
+    "overflow when unpacking long", "storage size calculation overflowed", "integer multiplication overflow",
+    "int too large", "without overflow", "too large to convert",
+)
+
+
+def planning_budget(settings: Settings) -> int:
+    return max(4 * settings.max_tensors, PLANNING_TENSORS_FLOOR)
+
+
 def plan_entries(preset: Preset, config: Mapping[str, Any], settings: Settings, loc: tuple) -> list[PresetEntry]:
     """The state_dict the config gives, from a build on ``meta``; a build the reference's own
-    constructor would refuse (a size torch cannot make) is a 422 on the config."""
+    constructor would refuse (a size torch cannot make) is a 422 on the config, or a 413 naming
+    ``INITSVC_MAX_ELEMENTS`` when a size field is past it. torch's own text is cut to its first
+    line (no C++ backtrace, no paths)."""
+    budget = planning_budget(settings)
     try:
-        return meta_entries(preset, config, budget=4 * settings.max_tensors)
+        return meta_entries(preset, config, budget=budget)
     except TooManyTensors:
         raise LimitExceeded(
-            "the model has too many parameters and buffers", settings.max_tensors + 1, settings.max_tensors,
+            f"the model registers more than {budget} parameters and buffers, where planning stops "
+            f"(4 x INITSVC_MAX_TENSORS, at least {PLANNING_TENSORS_FLOOR})", budget + 1, settings.max_tensors,
             "INITSVC_MAX_TENSORS",
         ) from None
-    except (ValueError, TypeError, AssertionError, RuntimeError, OverflowError) as exc:
-        raise RecipeError.at(loc, f"{preset.name} cannot be built with this config: {exc}") from None
+    except (ValueError, TypeError, AssertionError, RuntimeError, OverflowError, MemoryError) as exc:
+        reason = torch_reason(exc)
+        if any(words in str(exc).lower() for words in _SIZE_OVERFLOW):
+            too_big = sorted(
+                ((config[f.name], f.name) for f in preset.fields
+                 if f.type == "int" and isinstance(config.get(f.name), int) and config[f.name] > settings.max_elements),
+                reverse=True,
+            )
+            if too_big:
+                value, name = too_big[0]
+                raise LimitExceeded(
+                    f"config.{name}={value} makes a tensor larger than torch can size", value, settings.max_elements,
+                    "INITSVC_MAX_ELEMENTS",
+                ) from None
+            reason = "a tensor's size overflows torch's int64 arithmetic"
+        raise RecipeError.at(loc, f"{preset.name} cannot be built with this config: {reason}") from None
+
+
+def check_values(preset: Preset, config: Mapping[str, Any], dtype: str, budget: int, loc: tuple) -> None:
+    """Every value the build writes from a scalar (a ``fill_``, a ``normal_``'s reach of 10 stds,
+    a ``uniform_``'s bounds) fits float32, the dtype the reference builds in, and the answer's
+    ``dtype``: the rule ``/v1/tensor`` applies to a recipe (docs/api.md §2.3). torch would raise
+    on some (``fill_(1e39)``) and silently make ``inf`` of others; either is a 422 naming the
+    config field that does it (found by putting each float field back to its default)."""
+    reach = meta_reach(preset, config, budget)
+    for name in dict.fromkeys(("float32", dtype)):
+        if name not in DTYPES or reach.fits(DTYPES[name]):
+            continue
+        culprit = _value_culprit(preset, config, DTYPES[name], budget)
+        where = (*loc, culprit) if culprit else loc
+        said = f"{culprit}={config[culprit]!r}" if culprit else "this config"
+        raise RecipeError.at(where, f"{said} makes {preset.name} write values in {_span(reach)}, which do not fit "
+                             f"{name} (largest finite value {torch.finfo(DTYPES[name]).max:g}, and one draw's range "
+                             "must not exceed it); use a smaller value or a wider dtype")
+
+
+def _span(reach: Reach) -> str:
+    return f"[{reach.low:g}, {reach.high:g}]"
+
+
+def _value_culprit(preset: Preset, config: Mapping[str, Any], dtype: torch.dtype, budget: int) -> str | None:
+    """The float config field whose default makes the build's values fit ``dtype``, if one does."""
+    for f in preset.fields:
+        if f.type != "float" or config.get(f.name) == f.default:
+            continue
+        try:
+            if meta_reach(preset, {**config, f.name: f.default}, budget).fits(dtype):
+                return f.name
+        except Exception:  # noqa: BLE001 - a default that does not build here names nothing
+            continue
+    return None
 
 
 def answer_dtype(entry: PresetEntry, dtype: str) -> str:
@@ -187,6 +257,7 @@ def plan_model(req: ModelRequest, settings: Settings, pool: WorkerPool, config_l
     preset = find_preset(req.model, ("model",))
     config, warnings = resolve_config(preset, req.config, config_loc)
     entries = plan_entries(preset, config, settings, config_loc or ("model",))
+    check_values(preset, config, req.dtype, planning_budget(settings), config_loc or ("model",))
     chosen = select_keys(entries, req.tensors, "the model")
     keys = [e.key for e in entries]
     cuts = check_cuts(req.slice, entries, req.tensors, lambda key: no_such_key(key, keys, "the model"))

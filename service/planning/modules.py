@@ -26,7 +26,7 @@ from typing import Any
 
 from service.engine.checks import check_recipe, check_size
 from service.engine.devices import base_provenance
-from service.engine.layers import LayerCall, StateEntry, meta_entries, name_problem
+from service.engine.layers import LayerCall, StateEntry, meta_entries, name_problem, torch_reason, value_problem
 from service.engine.rng import DTYPES, draw_seed
 from service.errors import LimitExceeded, Problem, RecipeError
 from service.planning.cuts import (
@@ -74,6 +74,17 @@ def layer_calls(named: list[tuple[str, LayerModel]], loc_of: Any, settings: Sett
     return calls
 
 
+def check_written_values(named: list[tuple[str, LayerModel]], dtype: str, loc_of: Any) -> None:
+    """Each argument a constructor writes into a tensor as it is (PReLU's ``init``) fits ``dtype``:
+    torch raises on a value past float32's range and makes ``inf`` past float16's; a 422 naming the
+    argument, as ``/v1/tensor`` refuses a ``constant`` whose ``val`` does not fit (docs/api.md §2.3)."""
+    for name, layer in named:
+        for arg, value in layer.written_values().items():
+            problem = value_problem(f"{layer.type} {arg}", value, DTYPES[dtype])  # type: ignore[attr-defined]
+            if problem:
+                raise RecipeError.at((*loc_of(name), arg), problem)
+
+
 def stack_entries(calls: list[LayerCall], dtype: str, loc_of: Any) -> list[StateEntry]:
     """The state_dict the stack would have, from a build on ``meta``. A constructor that still
     refuses arguments the schema let through is a 422 naming the layer, with torch's reason."""
@@ -87,7 +98,7 @@ def stack_entries(calls: list[LayerCall], dtype: str, loc_of: Any) -> list[State
             except (ValueError, TypeError, AssertionError, RuntimeError):
                 failed = call.name
                 break
-        raise RecipeError.at(loc_of(failed), f"torch.nn refused this layer: {exc}") from None
+        raise RecipeError.at(loc_of(failed), f"torch.nn refused this layer: {torch_reason(exc)}") from None
 
 
 def check_entries(entries: list[StateEntry], settings: Settings) -> int:
@@ -197,6 +208,7 @@ def plan_module(req: ModuleRequest, settings: Settings, pool: WorkerPool) -> Pla
     check_histogram_bins(req.histogram_bins, settings)
     device = pool.resolve(req.device)
     calls = layer_calls(req.named_layers(), req.layer_loc, settings)
+    check_written_values(req.named_layers(), req.dtype, req.layer_loc)
     entries = stack_entries(calls, req.dtype, req.layer_loc)
     chosen = select_keys(entries, req.tensors, "the module")
     keys = [e.key for e in entries]

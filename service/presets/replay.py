@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from service.engine.global_rng import seeded_global_rng
 from service.engine.maker import captured_warnings
@@ -58,17 +61,84 @@ def _frozen(config: Mapping[str, Any]) -> str:
     return json.dumps(config, sort_keys=True)
 
 
+# A normal draw never lands further than this many stds from its mean (as ``engine/checks.py``
+# rules for /v1/tensor: Box-Muller on 53-bit uniforms reaches about 8.57).
+NORMAL_REACH_STDS = 10.0
+
+_aten = torch.ops.aten
+
+
+@dataclass(frozen=True)
+class Reach:
+    """The widest values a build writes with a scalar (``fill_``, ``full``, ``uniform_``,
+    ``normal_``) into a floating tensor: ``low``..``high``, and the widest range one op spans.
+    ``None`` bounds: nothing was written that way."""
+
+    low: float = 0.0
+    high: float = 0.0
+    width: float = 0.0
+
+    def widen(self, low: float, high: float) -> Reach:
+        return Reach(min(self.low, low), max(self.high, high), max(self.width, high - low))
+
+    def fits(self, dtype: torch.dtype) -> bool:
+        biggest = torch.finfo(dtype).max
+        return -biggest <= self.low and self.high <= biggest and self.width <= biggest
+
+
+class _ReachWatch(TorchDispatchMode):
+    """Sees every scalar a build writes into a floating tensor on ``meta`` (where torch checks
+    nothing: ``fill_(1e39)`` on a float32 CPU tensor raises, ``normal_(0, 1e300)`` makes ``inf``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reach = Reach()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        try:
+            self._see(func, args, kwargs)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            pass  # an argument form not watched: torch checks it itself
+        return func(*args, **kwargs)
+
+    def _see(self, func: Any, args: tuple, kwargs: dict) -> None:
+        if func in (_aten.fill_.Scalar, _aten.full.default):
+            target_dtype = args[0].dtype if func is _aten.fill_.Scalar else kwargs.get("dtype") or torch.get_default_dtype()
+            value = args[1]
+            if _floating(target_dtype) and isinstance(value, (int, float)) and not isinstance(value, bool):
+                self._add(float(value), float(value))
+        elif func is _aten.uniform_.default and _floating(args[0].dtype):
+            a = float(args[1] if len(args) > 1 else kwargs.get("from", 0.0))
+            b = float(args[2] if len(args) > 2 else kwargs.get("to", 1.0))
+            self._add(min(a, b), max(a, b))
+        elif func is _aten.normal_.default and _floating(args[0].dtype):
+            mean = float(args[1] if len(args) > 1 else kwargs.get("mean", 0.0))
+            std = float(args[2] if len(args) > 2 else kwargs.get("std", 1.0))
+            self._add(mean - NORMAL_REACH_STDS * abs(std), mean + NORMAL_REACH_STDS * abs(std))
+
+    def _add(self, low: float, high: float) -> None:
+        if math.isnan(low) or math.isnan(high):
+            low, high = -math.inf, math.inf
+        self.reach = self.reach.widen(low, high)
+
+
+def _floating(dtype: Any) -> bool:
+    return isinstance(dtype, torch.dtype) and dtype.is_floating_point
+
+
 @functools.lru_cache(maxsize=64)
-def _meta_entries(preset: Preset, config_json: str, budget: int) -> tuple[PresetEntry, ...]:
+def _meta_build(preset: Preset, config_json: str, budget: int) -> tuple[tuple[PresetEntry, ...], Reach]:
     config = json.loads(config_json)
     _install_hooks()
     _budget.left, _budget.limit = budget, budget
+    watch = _ReachWatch()
     try:
-        with captured_warnings(), torch.device("meta"), torch.no_grad():
+        with captured_warnings(), torch.device("meta"), torch.no_grad(), watch:
             module = preset.build(config)
     finally:
         _budget.left = None
-    return tuple(entries_of(module))
+    return tuple(entries_of(module)), watch.reach
 
 
 def meta_entries(preset: Preset, config: Mapping[str, Any], budget: int = 1 << 20) -> list[PresetEntry]:
@@ -76,7 +146,13 @@ def meta_entries(preset: Preset, config: Mapping[str, Any], budget: int = 1 << 2
     (no memory, no draws). A build that registers more than ``budget`` tensors (re-registrations
     such as tying count too) stops early with ``TooManyTensors``, so a config with a million layers
     costs no more than the limit it breaks."""
-    return list(_meta_entries(preset, _frozen(config), budget))
+    return list(_meta_build(preset, _frozen(config), budget)[0])
+
+
+def meta_reach(preset: Preset, config: Mapping[str, Any], budget: int = 1 << 20) -> Reach:
+    """What the build of ``config`` writes with scalars into floating tensors (see ``Reach``),
+    from the same build on ``meta`` as ``meta_entries`` (cached together)."""
+    return _meta_build(preset, _frozen(config), budget)[1]
 
 
 def replay(preset: Preset, config: Mapping[str, Any], seed: int) -> tuple[dict[str, torch.Tensor], list[str]]:

@@ -229,6 +229,9 @@ class PReLU(LayerModel):
     def largest_elements(self) -> int:
         return self.num_parameters
 
+    def written_values(self) -> dict[str, float]:
+        return {"init": float(self.init)}
+
 
 def _activation(name: str, doc: str, **fields: tuple[Any, Any]) -> type[LayerModel]:
     # Literal[name] of a runtime name is a value, not a type mypy can read: the definitions go in as Any.

@@ -75,6 +75,11 @@ class LayerModel(StrictModel):
         so absurd sizes are refused before torch sees them. Pinned against torch by the tests."""
         return 0
 
+    def written_values(self) -> dict[str, float]:
+        """Arguments the constructor writes into a tensor as they are (PReLU's ``init``), by name:
+        planning checks each fits the request's dtype."""
+        return {}
+
 
 class _Conv(LayerModel):
     dims: ClassVar[int]
