@@ -128,7 +128,7 @@ def test_json_answer_describes_every_tensor_with_its_init_rule(http):
         stats, t = summary["stats"], full[key].double()
         assert stats["numel"] == t.numel()
         assert stats["mean"] == pytest.approx(t.mean().item(), rel=1e-6, abs=1e-9)
-        assert stats["init"] == PRESETS[c["model"]].rule_for(key)
+        assert stats["init"] == PRESETS[c["model"]].rule_for(key, answer["request"]["config"])
         assert sum(stats["histogram"]["counts"]) == t.numel()
     # every key of the preset has an init rule in words
     assert all(s["stats"]["init"] for s in answer["tensors"].values())

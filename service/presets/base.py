@@ -18,6 +18,7 @@ One file per preset defines a ``Preset`` (see ``service/presets/__init__.py`` fo
 
 from __future__ import annotations
 
+import ast
 import difflib
 import math
 import re
@@ -167,11 +168,82 @@ class Preset:
         resolved = {f.name: f.check(config[f.name]) if f.name in config else f.default for f in self.fields}
         return resolved, list(self.check(resolved))
 
-    def rule_for(self, key: str) -> str | None:
+    def rule_for(self, key: str, config: Mapping[str, Any] | None = None) -> str | None:
+        """The words of the first rule matching ``key``; with a resolved ``config``, a draw's
+        arguments written with config fields are filled in (``normal(0, initializer_range or
+        0.02)`` reads ``normal(0, 0.02)``), as is a rule that is a field's name alone."""
         for rule in self.rules:
             if re.fullmatch(rule.pattern, key):
-                return rule.words
+                return rule.words if config is None else fill_rule(rule.words, config)
         return None
+
+
+# A draw written in a rule, its arguments up to one level of nested parentheses.
+_DRAW = re.compile(r"\b(normal|trunc_normal|uniform)\(((?:[^()]|\([^()]*\))*)\)")
+_FUNCTIONS: dict[str, Callable[[float], float]] = {"sqrt": math.sqrt, "log": math.log}
+
+
+def fill_rule(words: str, config: Mapping[str, Any]) -> str:
+    """``words`` with each draw argument that is arithmetic over config fields (``+ - * /``,
+    ``or``, ``sqrt``, ``log``) replaced by its value; anything else is left as written."""
+    if isinstance(config.get(words), (int, float)) and not isinstance(config.get(words), bool):
+        return f"{words} = {config[words]:g}"
+
+    def draw(m: re.Match[str]) -> str:
+        args = [_filled(a.strip(), config) for a in _split_args(m.group(2))]
+        return f"{m.group(1)}({', '.join(args)})"
+
+    return _DRAW.sub(draw, words)
+
+
+def _split_args(text: str) -> list[str]:
+    args, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += ch == "("
+        depth -= ch == ")"
+        if ch == "," and depth == 0:
+            args.append(text[start:i])
+            start = i + 1
+    return [*args, text[start:]]
+
+
+def _filled(arg: str, config: Mapping[str, Any]) -> str:
+    if not re.search(r"[A-Za-z_]", arg) or "=" in arg:
+        return arg
+    try:
+        value = _evaluate(ast.parse(arg, mode="eval").body, config)
+    except (SyntaxError, ValueError, KeyError, TypeError, ZeroDivisionError, OverflowError):
+        return arg
+    return f"{value:g}"
+
+
+def _evaluate(node: ast.AST, config: Mapping[str, Any]) -> float:
+    """Arithmetic over config fields; ``ValueError`` for anything else."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+        return float(node.value)
+    if isinstance(node, ast.Name):
+        value = config[node.id]
+        if value is None:
+            return 0.0  # as ``or`` reads it: falls through to the default
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(node.id)
+        return float(value)
+    if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or):
+        values = [_evaluate(v, config) for v in node.values]
+        return next((v for v in values if v), values[-1])
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        return -_evaluate(node.operand, config)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub, ast.Mult, ast.Div)):
+        left, right = _evaluate(node.left, config), _evaluate(node.right, config)
+        ops: dict[type, Callable[[float, float], float]] = {
+            ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b,
+            ast.Mult: lambda a, b: a * b, ast.Div: lambda a, b: a / b,
+        }
+        return ops[type(node.op)](left, right)
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS
+            and len(node.args) == 1 and not node.keywords):
+        return _FUNCTIONS[node.func.id](_evaluate(node.args[0], config))
+    raise ValueError(ast.dump(node))
 
 
 @dataclass(frozen=True)

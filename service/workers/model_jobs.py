@@ -129,7 +129,7 @@ def _made(job: ModelJob, state: Mapping[str, torch.Tensor], build_warnings: list
         )
         stats = None
         if job.with_stats:
-            stats = {**observe(t, job.histogram_bins), **expected_fields(Distribution(None)), "init": job.preset.rule_for(key)}
+            stats = {**observe(t, job.histogram_bins), **expected_fields(Distribution(None)), "init": job.preset.rule_for(key, job.config)}
         made.append(MadeTensor(spec, t, stats, warnings if i == 0 else []))
     return made
 
