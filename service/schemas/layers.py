@@ -16,12 +16,20 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal, Union, get_args
 
-from pydantic import Field, PlainValidator, ValidationInfo, WithJsonSchema, create_model, field_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    PlainValidator,
+    ValidationInfo,
+    WithJsonSchema,
+    create_model,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from service.schemas.layers_conv import SIZE_MAX, SPATIAL_LAYERS, Eps, Inplace, LayerModel, Probability, Size
 from service.schemas.layers_sequence import SEQUENCE_LAYERS
-from service.schemas.recipes import Number
+from service.schemas.recipes import Number, require_tag
 
 MAX_NORMALIZED_DIMS = 16
 
@@ -289,4 +297,5 @@ LAYER_MODELS: dict[str, type[LayerModel]] = {
 LayerSpec = Annotated[
     Union[LAYER_MODEL_LIST],  # type: ignore[valid-type]  # noqa: UP007
     Field(discriminator="type", description="A torch.nn layer: 'type' and its constructor's keyword arguments."),
+    BeforeValidator(require_tag("type", LAYER_MODELS)),
 ]

@@ -12,8 +12,10 @@ Longer than the ~300 lines most modules keep to: one model per scheme with its v
 
 from __future__ import annotations
 
+import json
 import math
-from typing import Annotated, Any, Literal, get_args
+from collections.abc import Iterable
+from typing import Annotated, Any, Literal, TypeAlias, get_args
 
 from pydantic import (
     BaseModel,
@@ -27,7 +29,7 @@ from pydantic import (
     WithJsonSchema,
     field_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from service.scheme_table import SCHEME_TABLE, check_covers
 
@@ -77,6 +79,37 @@ class GainSpec(StrictModel):
 _GAIN_SPEC = TypeAdapter(GainSpec)
 
 
+def _json_text(value: Any) -> str:
+    """``value`` as a JSON body spells it (``null``, ``true``, ``"x"``), for messages."""
+    return json.dumps(value) if value is None or isinstance(value, (bool, str)) else repr(value)
+
+
+def require_tag(discriminator: str, known: Iterable[str]):
+    """A before-validator for a union discriminated on ``discriminator``: a missing tag, or one that
+    is not a string (``null``, a number), is one error at ``<loc>.<discriminator>`` that lists the
+    ``known`` tags (pydantic's own says only "Unable to extract tag" or "Input tag 'None'"). An
+    unknown string goes on to the union, whose error the API answers with a did-you-mean."""
+    names = tuple(known)
+    listed = ", ".join(names)
+
+    def check(value: Any) -> Any:
+        if not isinstance(value, dict) or isinstance(value.get(discriminator), str):
+            return value
+        if discriminator not in value:
+            error = PydanticCustomError(
+                "missing", "{field} is required: one of {known}", {"field": discriminator, "known": listed}
+            )
+        else:
+            error = PydanticCustomError(
+                "string_type", "{field} must be a string, one of {known}; got {value}",
+                {"field": discriminator, "known": listed, "value": _json_text(value[discriminator])},
+            )
+        detail = InitErrorDetails(type=error, loc=(discriminator,), input=value)
+        raise ValidationError.from_exception_data(discriminator, [detail])
+
+    return check
+
+
 def _gain_validator(minimum: float | None):
     """One error at ``gain`` (not one per union member) naming what was wrong."""
 
@@ -93,7 +126,7 @@ def _gain_validator(minimum: float | None):
                 raise PydanticCustomError("gain", "gain.{where}: {msg}", {"where": where, "msg": msg}) from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise PydanticCustomError(
-                "gain", "gain must be a number or {{nonlinearity, param}}; got {value}", {"value": repr(value)}
+                "gain", "gain must be a number or an object {nonlinearity, param}; got {value}", {"value": _json_text(value)}
             )
         if not math.isfinite(value) or (minimum is not None and value < minimum):
             allowed = "a finite number" + ("" if minimum is None else f" >= {minimum:g}")
@@ -293,13 +326,18 @@ class LecunNormalInit(StrictModel):
     scheme: Literal["lecun_normal"]
 
 
+_RecipeUnion: TypeAlias = (
+    UniformInit | NormalInit | TruncNormalInit | ConstantInit | OnesInit | ZerosInit | EyeInit | DiracInit
+    | XavierUniformInit | XavierNormalInit | KaimingUniformInit | KaimingNormalInit | OrthogonalInit
+    | SparseInit | VarianceScalingInit | LecunUniformInit | LecunNormalInit | TruncNormalTFInit
+)
+# The scheme names in the union's order (the order /openapi.json and /v1/schemes follow).
+_SCHEMES = tuple(get_args(model.model_fields["scheme"].annotation)[0] for model in get_args(_RecipeUnion))
+
 InitRecipe = Annotated[
-    (
-        UniformInit | NormalInit | TruncNormalInit | ConstantInit | OnesInit | ZerosInit | EyeInit | DiracInit
-        | XavierUniformInit | XavierNormalInit | KaimingUniformInit | KaimingNormalInit | OrthogonalInit
-        | SparseInit | VarianceScalingInit | LecunUniformInit | LecunNormalInit | TruncNormalTFInit
-    ),
+    _RecipeUnion,
     Field(discriminator="scheme", description="The initializer and its parameters, discriminated on 'scheme'."),
+    BeforeValidator(require_tag("scheme", _SCHEMES)),
 ]
 
 # Scheme name -> model: InitRecipe's union members, each keyed by its Literal ``scheme`` (in the

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 
 import service
 from service.api.deps import PoolDep, SettingsDep
-from service.api.query import parse_int_list
+from service.api.query import parse_int_list, parse_number, query_pairs, single_values
 from service.engine import chunked
 from service.engine.catalog import CATALOG, shape_rule
 from service.engine.devices import device_facts
@@ -68,7 +68,21 @@ async def list_schemes() -> dict[str, Any]:
     return {"schemes": schemes}
 
 
-@router.get("/gain")
+def _strict_query(allowed: tuple[str, ...], numbers: tuple[str, ...] = ()) -> Any:
+    """A dependency that reads the raw query string before FastAPI's parameters do: a parameter
+    given twice, or one not in ``allowed``, is a 422 naming it (FastAPI would keep the last value,
+    or ignore it), a value that is not UTF-8 is a 422, and ``numbers`` must be JSON numbers."""
+
+    async def check(request: Request) -> None:
+        raw = single_values(query_pairs(request), allowed)
+        for name in numbers:
+            if name in raw:
+                parse_number(raw[name], name)
+
+    return Depends(check)
+
+
+@router.get("/gain", dependencies=[_strict_query(("nonlinearity", "param"), numbers=("param",))])
 async def gain(
     nonlinearity: Nonlinearity = Query(description="Name of the nonlinearity."),
     param: float | None = Query(None, allow_inf_nan=False, description="leaky_relu's negative slope (default 0.01)."),
@@ -82,7 +96,7 @@ async def gain(
     return GainAnswer(nonlinearity=nonlinearity, param=effective, gain=value)
 
 
-@router.get("/fans")
+@router.get("/fans", dependencies=[_strict_query(("shape",))])
 async def fans(
     settings: SettingsDep, shape: str = Query(description="Comma-separated shape, at least 2-D, e.g. 64,3,7,7.")
 ) -> FansAnswer:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -15,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from service.api.answer import answer
 from service.api.deps import PoolDep, SettingsDep
 from service.api.errors import ERROR_RESPONSES
+from service.api.query import parse_bool, parse_int, parse_number, parse_slice, query_error, query_pairs, single_values
 from service.api.routes.tensors import BINARY_RESPONSE, URL_RESPONSE, cache_control
 from service.engine.devices import base_provenance
 from service.errors import RecipeError
@@ -30,9 +30,6 @@ router = APIRouter(prefix="/v1", tags=["models"])
 NO_SUCH_PATH: dict[int | str, dict[str, Any]] = {404: {"description": "No route matches the path (a preset name with characters a path cannot hold)."}}
 # Query parameters of the GET form that are not config fields.
 REQUEST_PARAMETERS = ("seed", "dtype", "stats", "tensors", "histogram_bins", "rng")
-_INT = re.compile(r"^[+-]?[0-9]+$")
-_NUMBER = re.compile(r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$")
-_BOOLEANS = {"true": True, "false": False}
 
 
 @router.post("/model", responses={**BINARY_RESPONSE, **ERROR_RESPONSES}, response_class=Response)
@@ -57,72 +54,62 @@ async def post_model(body: ModelRequest, request: Request, settings: SettingsDep
     return await answer(request, plan, pool)
 
 
-def _query_error(loc: tuple, msg: str, type_: str = "value_error") -> RequestValidationError:
-    return RequestValidationError([{"loc": ("query", *loc), "msg": msg, "type": type_}])
+def _json_value(name: str, text: str) -> Any:
+    """A JSON-typed field's text as the JSON value it spells (``NaN``/``Infinity`` are not JSON);
+    text that is not JSON passes through as a string, for the preset to refuse by name."""
+
+    def refuse(constant: str) -> Any:
+        raise query_error((name,), f"{name} must be JSON text with finite numbers; got {constant} in {text!r}")
+
+    try:
+        return json.loads(text, parse_constant=refuse)
+    except ValueError:
+        return text
 
 
 def _config_value(field: Field | None, name: str, text: str) -> Any:
-    """A config field's query text as the JSON value its type takes (unknown names pass through
-    as text: the preset then refuses them by name)."""
+    """A config field's query text as the JSON value its type takes, by the strict parsers of the
+    other GET forms (unknown names pass through as text: the preset then refuses them by name)."""
     if text == "null":
         return None
     kind = field.type if field is not None else "str"
-    if kind == "int" and _INT.match(text):
-        return int(text)
-    if kind == "float" and _NUMBER.match(text):
-        return float(text)
-    if kind == "bool" and text in _BOOLEANS:
-        return _BOOLEANS[text]
+    if kind == "int":
+        return parse_int(text, name)
+    if kind == "float":
+        return parse_number(text, name)
+    if kind == "bool":
+        return parse_bool(text, name)
     if kind == "json":
-        try:
-            return json.loads(text)
-        except ValueError:
-            return text
-    if kind in ("int", "float", "bool"):
-        what = {"int": "an integer", "float": "a number", "bool": "true or false"}[kind]
-        raise _query_error((name,), f"{name} must be {what}; got {text!r}")
+        return _json_value(name, text)
     return text
 
 
 SLICE_PREFIX = "slice."
-_BOUND = re.compile(r"^\s*([0-9]+)\s*:\s*([0-9]+)\s*$")
 
 
 def _slice_value(name: str, text: str) -> list[list[int] | None]:
     """``0:128,:`` -> ``[[0, 128], None]``: per dimension ``start:stop`` or ``:`` (all of it)."""
-    out: list[list[int] | None] = []
-    for part in text.split(","):
-        if part.strip() == ":":
-            out.append(None)
-        elif m := _BOUND.match(part):
-            out.append([int(m.group(1)), int(m.group(2))])
-        else:
-            raise _query_error(
-                (name,), f"{name} takes one 'start:stop' or ':' per dimension, comma-separated (e.g. 0:128,:); got {text!r}"
-            )
-    return out
+    entries = parse_slice(text, name)
+    bounded = [part == ":" or (part.count(":") == 1 and "" not in part.split(":")) for part in text.split(",")]
+    if text == "" or not all(bounded):
+        raise query_error(
+            (name,), f"{name} takes one 'start:stop' or ':' per dimension, comma-separated (e.g. 0:128,:); got {text!r}"
+        )
+    return entries
 
 
 def model_request_from_query(preset: Preset, pairs: list[tuple[str, str]]) -> ModelRequest:
     """``?seed=0&n_layer=2&tensors=a,b`` → the same ``ModelRequest`` a POST body would give."""
     fields = {f.name: f for f in preset.fields}
     body: dict[str, Any] = {"model": preset.name, "config": {}}
-    seen: set[str] = set()
-    for key, text in pairs:
-        if key in seen:
-            raise _query_error((key,), f"{key} is given more than once")
-        seen.add(key)
+    for key, text in single_values(pairs).items():
         if key.startswith(SLICE_PREFIX) and key not in fields:
             body.setdefault("slice", {})[key[len(SLICE_PREFIX):]] = _slice_value(key, text)
         elif key in REQUEST_PARAMETERS and key not in fields:
             if key in ("seed", "histogram_bins"):
-                if not _INT.match(text):
-                    raise _query_error((key,), f"{key} must be a non-negative integer; got {text!r}")
-                body[key] = int(text)
+                body[key] = parse_int(text, key)
             elif key == "stats":
-                if text not in _BOOLEANS:
-                    raise _query_error((key,), f"stats must be true or false; got {text!r}")
-                body[key] = _BOOLEANS[text]
+                body[key] = parse_bool(text, key)
             elif key == "tensors":
                 body[key] = [k.strip() for k in text.split(",") if k.strip()]
             else:
@@ -130,7 +117,7 @@ def model_request_from_query(preset: Preset, pairs: list[tuple[str, str]]) -> Mo
         else:
             body["config"][key] = _config_value(fields.get(key), key, text)
     try:
-        return ModelRequest.model_validate(body, strict=False)
+        return ModelRequest.model_validate(body)
     except ValidationError as exc:
         errors = [
             {"loc": ("query", *(e["loc"][1:] if e["loc"][:1] == ("config",) else e["loc"])), "msg": e["msg"], "type": e["type"]}
@@ -151,8 +138,8 @@ async def get_model(name: str, request: Request, settings: SettingsDep, pool: Po
     try:
         preset = find_preset(name, ("model",))
     except RecipeError as exc:
-        raise _query_error(("model",), exc.problems[0].msg, "literal_error") from None
-    body = model_request_from_query(preset, list(request.query_params.multi_items()))
+        raise query_error(("model",), exc.problems[0].msg, "literal_error") from None
+    body = model_request_from_query(preset, query_pairs(request))
     plan = await run_in_threadpool(plan_model, body, settings, pool, ())
     return await answer(request, plan, pool, cache_control(plan))
 

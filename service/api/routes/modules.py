@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any, get_args
 
 from fastapi import APIRouter, Request, Response
@@ -13,6 +12,16 @@ from starlette.concurrency import run_in_threadpool
 from service.api.answer import answer
 from service.api.deps import PoolDep, SettingsDep
 from service.api.errors import ERROR_RESPONSES, did_you_mean
+from service.api.query import (
+    JSON_INT,
+    JSON_NUMBER,
+    parse_int,
+    parse_number,
+    query_error,
+    query_pairs,
+    refuse_unknown,
+    single_values,
+)
 from service.api.routes.tensors import BINARY_RESPONSE
 from service.planning.layers import LayerQuery, describe_layer, layer_catalog
 from service.planning.modules import plan_module
@@ -23,8 +32,6 @@ from service.schemas.responses import LayerCatalog, LayerStateDict
 
 router = APIRouter(prefix="/v1", tags=["modules"])
 
-_INT = re.compile(r"^[+-]?[0-9]+$")
-_NUMBER = re.compile(r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$")
 _WORDS = {"true": True, "false": False, "null": None}
 _DTYPES: tuple[str, ...] = get_args(DType)
 
@@ -49,43 +56,38 @@ async def post_module(body: ModuleRequest, request: Request, settings: SettingsD
     return await answer(request, plan, pool)
 
 
-def _query_error(loc: tuple, msg: str, type_: str = "value_error") -> RequestValidationError:
-    return RequestValidationError([{"loc": ("query", *loc), "msg": msg, "type": type_}])
-
-
-def _token(text: str) -> Any:
-    """Text as the JSON value it spells: integers, decimal numbers, true/false/null; else the text."""
-    text = text.strip()
-    if _INT.match(text):
-        return int(text)
-    if _NUMBER.match(text):
-        return float(text)
+def _token(text: str, name: str) -> Any:
+    """Text as the JSON value it spells, by JSON's own grammar: an integer (``3``, ``-1``), a number
+    (``1e-5``, ``0.5``), ``true``/``false``/``null``; anything else stays text (``+3``, `` 3`` and
+    ``3.`` are text, which a numeric argument refuses)."""
+    if JSON_INT.fullmatch(text):
+        return parse_int(text, name)
+    if JSON_NUMBER.fullmatch(text):
+        return parse_number(text, name)
     return _WORDS.get(text, text)
 
 
 def _layer_from_query(pairs: list[tuple[str, str]]) -> LayerQuery:
     """``type=Conv2d&in_channels=3&kernel_size=3,3`` → the validated layer model and the dtype."""
-    raw: dict[str, str] = {}
-    for key, value in pairs:
-        if key in raw:
-            raise _query_error((key,), f"{key} is given more than once")
-        raw[key] = value
+    raw = single_values(pairs)
     kind = raw.pop("type", None)
     if kind is None:
-        raise _query_error(("type",), f"type is required to describe a layer; one of: {', '.join(LAYER_MODELS)}", "missing")
+        raise query_error(("type",), f"type is required to describe a layer; one of: {', '.join(LAYER_MODELS)}", "missing")
     model = LAYER_MODELS.get(kind)
     if model is None:
         guess = did_you_mean(kind, LAYER_MODELS)
         hint = f"did you mean {guess!r}? " if guess else ""
-        raise _query_error(
+        raise query_error(
             ("type",), f"unknown type {kind!r}; {hint}type must be one of: {', '.join(LAYER_MODELS)}", "literal_error"
         )
+    arguments = [name for name in model.model_fields if name != "type"]
+    refuse_unknown(raw, ["type", *arguments, "dtype"], f" for layer type {kind!r}")
     dtype = raw.pop("dtype", "float32")
     if dtype not in _DTYPES:
-        raise _query_error(("dtype",), f"dtype must be one of: {', '.join(_DTYPES)}; got {dtype!r}", "literal_error")
+        raise query_error(("dtype",), f"dtype must be one of: {', '.join(_DTYPES)}; got {dtype!r}", "literal_error")
     body: dict[str, Any] = {"type": kind}
     for key, text in raw.items():
-        body[key] = [_token(t) for t in text.split(",")] if "," in text else _token(text)
+        body[key] = [_token(t, key) for t in text.split(",")] if "," in text else _token(text, key)
     try:
         return LayerQuery(model.model_validate(body), dtype)
     except ValidationError as exc:
@@ -112,7 +114,7 @@ async def list_layers(request: Request, settings: SettingsDep) -> LayerCatalog |
     report — computed by building the layer on torch's `meta` device (no memory is allocated, nothing is drawn).
     Values are read as JSON would spell them: `3`, `1e-5`, `true`, `null`; a list is comma-separated
     (`kernel_size=3,5`). The same validation as the POST body applies: a bad argument is a 422 naming it."""
-    pairs = list(request.query_params.multi_items())
+    pairs = query_pairs(request)
     if not pairs:
         return layer_catalog()
     return await run_in_threadpool(describe_layer, _layer_from_query(pairs), settings)

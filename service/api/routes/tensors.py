@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request, Response
 from service.api.answer import answer
 from service.api.deps import PoolDep, SettingsDep
 from service.api.errors import ERROR_RESPONSES
-from service.api.query import request_from_query
+from service.api.query import query_pairs, request_from_query
 from service.planning.plan import Plan
 from service.planning.tensors import plan_tensor, plan_tensors
 from service.schemas.requests import TensorRequest, TensorsRequest
@@ -53,7 +53,7 @@ async def get_tensor(request: Request, settings: SettingsDep, pool: PoolDep) -> 
     numpy notation without steps (`0:128,:`). With an explicit `seed` and device type the answer carries
     `Cache-Control: public, max-age=31536000, immutable`; without a seed, `no-store`. `HEAD` gives the
     headers alone, with the exact `Content-Length`."""
-    plan = plan_tensor(request_from_query(list(request.query_params.multi_items())), settings, pool)
+    plan = plan_tensor(request_from_query(query_pairs(request)), settings, pool)
     return await answer(request, plan, pool, cache_control(plan))
 
 
