@@ -96,16 +96,22 @@ def plan_entries(preset: Preset, config: Mapping[str, Any], settings: Settings, 
     except (ValueError, TypeError, AssertionError, RuntimeError, OverflowError, MemoryError) as exc:
         reason = torch_reason(exc)
         if any(words in str(exc).lower() for words in _SIZE_OVERFLOW):
-            too_big = sorted(
+            sizes = sorted(
                 ((config[f.name], f.name) for f in preset.fields
-                 if f.type == "int" and isinstance(config.get(f.name), int) and config[f.name] > settings.max_elements),
+                 if f.type == "int" and isinstance(config.get(f.name), int) and config[f.name] > 1),
                 reverse=True,
             )
-            if too_big:
-                value, name = too_big[0]
-                raise LimitExceeded(
-                    f"config.{name}={value} makes a tensor larger than torch can size", value, settings.max_elements,
-                    "INITSVC_MAX_ELEMENTS",
+            if sizes:
+                value, name = sizes[0]  # the largest size: the one that overflows
+                if value > settings.max_elements:
+                    raise LimitExceeded(
+                        f"config.{name}={value} makes a tensor larger than torch can size", value,
+                        settings.max_elements, "INITSVC_MAX_ELEMENTS",
+                    ) from None
+                raise RecipeError.at(
+                    (*loc, name), f"{name}={value} makes a tensor whose size overflows torch's int64 arithmetic; "
+                    f"use a smaller {name} (each tensor may have at most INITSVC_MAX_ELEMENTS = "
+                    f"{settings.max_elements} elements)",
                 ) from None
             reason = "a tensor's size overflows torch's int64 arithmetic"
         raise RecipeError.at(loc, f"{preset.name} cannot be built with this config: {reason}") from None
