@@ -231,7 +231,7 @@ CASES = [
     pytest.param(post(tensor(shape=[[2]]), loc=("body", "shape", 0), says="valid integer"), id="shape-nested-list"),
     pytest.param(post(tensor(init="normal"), loc=("body", "init"), says="valid dictionary"), id="init-string"),
     pytest.param(post(tensor(init=[]), loc=("body", "init"), says="valid dictionary"), id="init-array"),
-    pytest.param(post(tensor(init={"scheme": 5}), loc=("body", "init"), says="scheme"), id="scheme-number"),
+    pytest.param(post(tensor(init={"scheme": 5}), loc=("body", "init", "scheme"), says="scheme must be a string"), id="scheme-number"),
     pytest.param(post(tensor(seed={"a": 1}), loc=("body", "seed"), says="valid integer"), id="seed-object"),
     pytest.param(post(tensor(seed="5"), loc=("body", "seed"), says="valid integer"), id="seed-string"),
     pytest.param(post(tensor(seed=True), loc=("body", "seed"), says="valid integer"), id="seed-boolean"),

@@ -31,7 +31,7 @@ JSON_INT = re.compile(r"-?(0|[1-9][0-9]*)")
 _INDEX = re.compile(r"0|[1-9][0-9]*")
 JSON_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
 _BOOLEANS = {"true": True, "false": False}
-INT_RULE = "an integer as JSON writes it (digits, an optional leading '-', no leading zeros, no '+', spaces or '_')"
+INT_RULE = "a valid integer as JSON writes it (digits, an optional leading '-', no leading zeros, no '+', spaces or '_')"
 NUMBER_RULE = (
     "a finite number as JSON writes it (e.g. 1, -0.5, 2e-3: no leading '+', no bare '.5' or '5.', no '_' or spaces)"
 )

@@ -64,7 +64,8 @@ Positive = Annotated[float, Field(allow_inf_nan=False, gt=0)]
 
 
 class StrictModel(BaseModel):
-    """Unknown keys are errors; JSON bodies are validated strictly (query strings leniently)."""
+    """Unknown keys are errors; values are validated strictly, JSON bodies and the GET forms alike (the
+    query strings are parsed into JSON values first, by ``service/api/query.py``)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
