@@ -256,3 +256,13 @@ def test_histograms_that_would_not_fit_a_loadable_header_are_refused_before_any_
     # Without stats no histogram travels, and one tensor fewer fits.
     assert http.post("/v1/tensors", json={**body, "stats": False}).status_code == 200
     assert http.post("/v1/tensors", json={**body, "tensors": tensors[:2048], "histogram_bins": 1}).status_code == 200
+
+
+def test_a_modules_histograms_count_over_all_its_tensors(http):
+    layers = [{"type": "Linear", "in_features": 1, "out_features": 1, "bias": False}] * 2049
+    body = {"layers": layers, "histogram_bins": 1024, "seed": 0, "device": "cpu"}
+    r = http.post("/v1/module", json=body)
+    assert r.status_code == 422, r.text
+    (error,) = r.json()["detail"]
+    assert error["loc"] == ["body", "histogram_bins"] and "2098176 bins in all" in error["msg"]
+    assert http.post("/v1/module", json={**body, "tensors": ["0.weight"]}).status_code == 200

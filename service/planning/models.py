@@ -33,7 +33,7 @@ from service.engine.rng import DTYPES, draw_seed
 from service.errors import LimitExceeded, RecipeError
 from service.planning.cuts import check_cuts, cut_entries, no_such_key, plan_cuts, select_keys, whole_provenance
 from service.planning.plan import Plan
-from service.planning.tensors import check_histogram_bins
+from service.planning.tensors import check_histogram_bins, check_histogram_total
 from service.presets import PRESETS, ConfigError, Preset, PresetEntry, accounting
 from service.presets.accounting import Slice, Unit
 from service.presets.replay import Reach, TooManyTensors, meta_entries, meta_reach
@@ -265,6 +265,8 @@ def plan_model(req: ModelRequest, settings: Settings, pool: WorkerPool, config_l
     entries = plan_entries(preset, config, settings, config_loc or ("model",))
     check_values(preset, config, req.dtype, planning_budget(settings), config_loc or ("model",))
     chosen = select_keys(entries, req.tensors, "the model")
+    if req.stats:
+        check_histogram_total([req.histogram_bins] * len(chosen))
     keys = [e.key for e in entries]
     cuts = check_cuts(req.slice, entries, req.tensors, lambda key: no_such_key(key, keys, "the model"))
     if cuts:

@@ -40,7 +40,12 @@ from service.planning.cuts import (
     whole_provenance,
 )
 from service.planning.plan import Plan
-from service.planning.tensors import check_histogram_bins, check_request_bytes, scheme_provenance
+from service.planning.tensors import (
+    check_histogram_bins,
+    check_histogram_total,
+    check_request_bytes,
+    scheme_provenance,
+)
 from service.presets import accounting
 from service.presets.accounting import Slice
 from service.presets.recording import Recording
@@ -211,6 +216,8 @@ def plan_module(req: ModuleRequest, settings: Settings, pool: WorkerPool) -> Pla
     check_written_values(req.named_layers(), req.dtype, req.layer_loc)
     entries = stack_entries(calls, req.dtype, req.layer_loc)
     chosen = select_keys(entries, req.tensors, "the module")
+    if req.stats:
+        check_histogram_total([req.histogram_bins] * len(chosen))
     keys = [e.key for e in entries]
     cuts = check_cuts(req.slice, entries, req.tensors, lambda key: no_such_key(key, keys, "the module"))
     nbytes = check_entries(cut_entries(entries if req.tensors is None else chosen, cuts), settings)
