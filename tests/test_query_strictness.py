@@ -277,6 +277,12 @@ def test_model_query_values_follow_the_same_rules(http, extra, param):
     assert e["loc"][:2] == ["query", param], e
 
 
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "1e999", "%5B16,NaN%5D"], ids=["nan", "infinity", "overflow", "in-list"])
+def test_a_json_config_field_takes_finite_numbers_only(http, value):
+    e = _one(http.get(f"/v1/model/transformers/ViTModel?seed=0&image_size={value}"))
+    assert e["loc"] == ["query", "image_size"] and "finite" in e["msg"], e
+
+
 def test_a_model_query_gives_the_bytes_of_its_body(http):
     config = {"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 8, "vocab_size": 32, "dropout": 0.0, "bias": False}
     body = {"model": "nanogpt/GPT", "config": config, "seed": 7, "stats": False, "slice": {"lm_head.weight": [[0, 4], None]}}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -55,14 +56,19 @@ async def post_model(body: ModelRequest, request: Request, settings: SettingsDep
 
 
 def _json_value(name: str, text: str) -> Any:
-    """A JSON-typed field's text as the JSON value it spells (``NaN``/``Infinity`` are not JSON);
-    text that is not JSON passes through as a string, for the preset to refuse by name."""
+    """A JSON-typed field's text as the JSON value it spells; ``NaN``, ``Infinity`` and ``1e999`` are
+    not finite JSON numbers (a 422). Text that is not JSON passes through as a string, for the
+    preset to refuse by name."""
 
     def refuse(constant: str) -> Any:
         raise query_error((name,), f"{name} must be JSON text with finite numbers; got {constant} in {text!r}")
 
+    def number(literal: str) -> float:
+        value = float(literal)
+        return refuse(literal) if math.isinf(value) else value
+
     try:
-        return json.loads(text, parse_constant=refuse)
+        return json.loads(text, parse_constant=refuse, parse_float=number)
     except ValueError:
         return text
 
