@@ -41,7 +41,7 @@ def test_layer_description_refuses_the_same_init(http):
     r = http.get("/v1/layers?type=PReLU&init=1e39")
     assert r.status_code == 422, r.text
     (problem,) = r.json()["detail"]
-    assert problem["loc"][0] == "query" and "init=1e+39" in problem["msg"] and "float32" in problem["msg"]
+    assert problem["loc"] == ["query", "init"] and "init=1e+39" in problem["msg"] and "float32" in problem["msg"]
     r = http.get("/v1/layers?type=PReLU&init=1e5&dtype=float16")
     assert r.status_code == 422 and "float16" in r.text
     assert http.get("/v1/layers?type=PReLU&init=0.5").status_code == 200

@@ -185,7 +185,7 @@ def query_loc(loc: Sequence[str | int]) -> tuple[str | int, ...]:
     rest = loc[1:]
     if len(rest) > 1 and rest[0] in RECIPE_MODELS:
         rest = rest[1:]
-    return rest
+    return rest or loc  # ``init`` alone is a parameter of its own (PReLU's, in /v1/layers)
 
 
 def _loc(request: Request, loc: Sequence[str | int]) -> list[str | int]:
