@@ -51,7 +51,7 @@ BAD_INITS = [
     pytest.param({"scheme": "normal", "std": "1.0"}, ("std",), "valid number", id="number-as-string"),
     pytest.param({"scheme": "normal", "std": None}, ("std",), "valid number", id="number-as-null"),
     pytest.param({"scheme": "he_normal"}, ("init",), "kaiming_normal", id="unknown-scheme-lists-known"),
-    pytest.param({"std": 1.0}, ("init",), "scheme", id="scheme-missing"),
+    pytest.param({"std": 1.0}, ("init", "scheme"), "scheme is required: one of", id="scheme-missing"),
     pytest.param({"scheme": "ones", "val": 1}, ("val",), "unknown field 'val' for scheme 'ones'", id="parameter-of-another-scheme"),
 ]
 
@@ -119,7 +119,7 @@ def test_non_finite_numbers_are_422(http, literal, field):
     "fields,loc,says",
     [
         pytest.param({"dtype": "int8"}, ["body", "dtype"], "float32", id="dtype"),
-        pytest.param({"device": "tpu"}, ["body", "device"], "pattern", id="device-pattern"),
+        pytest.param({"device": "tpu"}, ["body", "device"], "'cuda:N'", id="device-name"),
         pytest.param({"device": "cuda:7"}, ["body", "device"], "available: auto, cpu", id="device-absent"),
         pytest.param({"shape": [-1, 3]}, ["body", "shape", 0], "greater than or equal to 0", id="negative-dim"),
         pytest.param({"shape": [2.5]}, ["body", "shape", 0], "valid integer", id="fractional-dim"),
@@ -266,3 +266,13 @@ def test_a_modules_histograms_count_over_all_its_tensors(http):
     (error,) = r.json()["detail"]
     assert error["loc"] == ["body", "histogram_bins"] and "2098176 bins in all" in error["msg"]
     assert http.post("/v1/module", json={**body, "tensors": ["0.weight"]}).status_code == 200
+
+
+@pytest.mark.parametrize("device", ["gpu", "mps", "cuda:", "CPU", "cuda:1234"])
+def test_a_device_that_is_no_device_name_is_422_in_words(http, device):
+    detail = _detail(_post(http, {"scheme": "zeros"}, device=device))
+    (error,) = detail
+    assert error["loc"] == ["body", "device"]
+    assert error["msg"] == f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N' (N a GPU index); got {device!r}"
+    get = http.get("/v1/tensor", params={"shape": "2", "scheme": "zeros", "device": device})
+    assert get.status_code == 422 and get.json()["detail"][0]["loc"] == ["query", "device"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from service.schemas.recipes import InitRecipe, StrictModel
@@ -39,9 +39,19 @@ Seed = Annotated[
           description="RNG seed in [0, 2^64 - 1] (18446744073709551615); omitted: the service draws one and "
           "reports it."),
 ]
+def check_device(value: str) -> str:
+    """``DEVICE_PATTERN``, with a message in words (pydantic's own shows the pattern)."""
+    if not re.match(DEVICE_PATTERN, value):
+        raise PydanticCustomError(
+            "device", "device must be 'auto', 'cpu', 'cuda' or 'cuda:N' (N a GPU index); got {value}", {"value": repr(value)}
+        )
+    return value
+
+
 Device = Annotated[
     str,
-    Field(pattern=DEVICE_PATTERN, examples=["auto"],
+    AfterValidator(check_device),
+    Field(examples=["auto"], json_schema_extra={"pattern": DEVICE_PATTERN},
           description="'auto' (first GPU, else cpu), 'cpu', 'cuda' or 'cuda:N'."),
 ]
 SliceBound = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=2, max_length=2)]
