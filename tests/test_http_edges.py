@@ -302,3 +302,13 @@ def test_head_on_metrics_is_served_without_a_body(client):
     assert got.status_code == headed.status_code == 200 and headed.content == b""
     assert headed.headers["content-type"] == got.headers["content-type"]
     assert int(headed.headers["content-length"]) > 0
+
+
+@pytest.mark.parametrize("path", [
+    "/v1/schemes", "/v1/gain?nonlinearity=relu", "/v1/fans?shape=4,4", "/v1/devices", "/v1/models",
+    "/v1/layers", "/v1/layers?type=Linear&in_features=2&out_features=3",
+])
+def test_head_answers_wherever_get_does_with_the_same_headers_and_no_body(client, path):
+    get, head = client.get(path), client.head(path)
+    assert get.status_code == head.status_code == 200
+    assert head.content == b"" and head.headers["content-type"] == get.headers["content-type"]

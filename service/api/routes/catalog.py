@@ -49,6 +49,7 @@ def _parameters(scheme: str) -> list[dict[str, Any]]:
     return params
 
 
+@router.head("/schemes", response_model=SchemeCatalog, include_in_schema=False)
 @router.get("/schemes", response_model=SchemeCatalog)
 async def list_schemes() -> dict[str, Any]:
     """Every init scheme: its parameters (types, defaults, constraints), shape rule, formula, the torch
@@ -82,6 +83,7 @@ def _strict_query(allowed: tuple[str, ...], numbers: tuple[str, ...] = ()) -> An
     return Depends(check)
 
 
+@router.head("/gain", dependencies=[_strict_query(("nonlinearity", "param"), numbers=("param",))], include_in_schema=False)
 @router.get("/gain", dependencies=[_strict_query(("nonlinearity", "param"), numbers=("param",))])
 async def gain(
     nonlinearity: Nonlinearity = Query(description="Name of the nonlinearity."),
@@ -96,6 +98,7 @@ async def gain(
     return GainAnswer(nonlinearity=nonlinearity, param=effective, gain=value)
 
 
+@router.head("/fans", dependencies=[_strict_query(("shape",))], include_in_schema=False)
 @router.get("/fans", dependencies=[_strict_query(("shape",))])
 async def fans(
     settings: SettingsDep, shape: str = Query(description="Comma-separated shape, at least 2-D, e.g. 64,3,7,7.")
@@ -111,6 +114,7 @@ async def fans(
     return FansAnswer(fan_in=f.fan_in, fan_out=f.fan_out, receptive_field=f.receptive_field)
 
 
+@router.head("/devices", response_model=DevicesAnswer, response_model_exclude_unset=True, include_in_schema=False)
 @router.get("/devices", response_model=DevicesAnswer, response_model_exclude_unset=True)
 async def devices(pool: PoolDep, settings: SettingsDep) -> dict[str, Any]:
     """Devices this server can use, which one `auto` means, and the torch version."""

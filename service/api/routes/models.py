@@ -173,6 +173,7 @@ def _catalog() -> dict[str, Any]:
     return {"models": models, "torch": facts["torch"], "cpu_capability": facts.get("cpu_capability")}
 
 
+@router.head("/models", response_model=ModelsCatalog, include_in_schema=False)
 @router.get("/models", response_model=ModelsCatalog)
 async def list_models() -> dict[str, Any]:
     """The model presets: for each, the reference constructor it replays, the library and the version range

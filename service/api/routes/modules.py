@@ -95,6 +95,7 @@ def _layer_from_query(pairs: list[tuple[str, str]]) -> LayerQuery:
         raise RequestValidationError(errors) from None
 
 
+@router.head("/layers", response_model=LayerCatalog | LayerStateDict, include_in_schema=False)
 @router.get(
     "/layers",
     response_model=LayerCatalog | LayerStateDict,
