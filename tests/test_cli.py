@@ -115,7 +115,9 @@ def test_a_refused_connection_names_the_url_and_how_to_start_a_server_at_once():
 @pytest.mark.parametrize(
     "args",
     [pytest.param(["leaky_relu", "0.2"], id="NAME-PARAM"), pytest.param(["leaky_relu:0.2"], id="NAME:PARAM"),
-     pytest.param(["leaky_relu", "--param", "0.2"], id="--param")],
+     pytest.param(["leaky_relu", "--param", "0.2"], id="--param"),
+     pytest.param(["leaky_relu:-0.2"], id="negative-NAME:PARAM"),  # slope², so the same gain
+     pytest.param(["leaky_relu", "--param", "-0.2"], id="negative--param")],
 )
 def test_gain_takes_the_parameter_in_each_form(server, args):
     done = initsvc("gain", *args, url=server.url)
@@ -296,3 +298,10 @@ def test_the_readme_documents_every_command_with_an_example():
     assert set(documented) == set(main.commands)
     for name, example in documented.items():
         assert f"initsvc {name}" in example, name
+
+
+def test_a_negative_param_typed_alone_says_how_to_give_it():
+    result = invoke("gain", "leaky_relu", "-0.2", "--url", "http://127.0.0.1:9")
+    assert result.exit_code == 2 and "leaky_relu:-0.2 or leaky_relu --param -0.2" in result.stderr
+    result = invoke("gain", "relu", "--paramm", "0.2", "--url", "http://127.0.0.1:9")
+    assert result.exit_code == 2 and "No such option '--paramm'" in result.stderr

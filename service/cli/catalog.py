@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 import click
 
 from service.cli.options import (
@@ -56,8 +58,23 @@ def schemes(as_json: bool, url: str, api_key: str | None, timeout: float, retrie
         click.echo(f"{name:<{width}}  {params or '-'}  [{entry.get('shape_rule', 'any')}]")
 
 
-@click.command(context_settings=CONTEXT,
-               epilog="Examples: initsvc gain relu; initsvc gain leaky_relu 0.2; initsvc gain leaky_relu:0.2")
+class _GainCommand(click.Command):
+    """``gain``: a negative PARAM typed alone (``leaky_relu -0.2``) reads as an option to click;
+    the error says how to give it."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as exc:
+            if re.fullmatch(r"-[0-9.].*", exc.option_name):
+                raise click.UsageError(
+                    "a negative PARAM goes after a colon or --param: leaky_relu:-0.2 or leaky_relu --param -0.2", ctx
+                ) from None
+            raise
+
+
+@click.command(cls=_GainCommand, context_settings=CONTEXT,
+               epilog="Examples: initsvc gain relu; initsvc gain leaky_relu 0.2; initsvc gain leaky_relu:-0.2")
 @click.argument("nonlinearity")
 @click.argument("param_arg", metavar="[PARAM]", required=False)
 @click.option("--param", type=float, default=None, show_default="leaky_relu: 0.01",
