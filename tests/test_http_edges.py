@@ -312,3 +312,21 @@ def test_head_answers_wherever_get_does_with_the_same_headers_and_no_body(client
     get, head = client.get(path), client.head(path)
     assert get.status_code == head.status_code == 200
     assert head.content == b"" and head.headers["content-type"] == get.headers["content-type"]
+
+
+@pytest.mark.parametrize("path,body", [
+    ("/v1/tensor", b'{"shape": [4], "init": {"scheme": "normal"}, "seed": 0, "seed": 5}'),
+    ("/v1/tensor", b'{"shape": [4], "init": {"scheme": "uniform", "a": 0.5, "a": 0.7}}'),
+    ("/v1/tensors", b'{"tensors": [{"name": "w", "name": "v", "shape": [2], "init": {"scheme": "zeros"}}]}'),
+    ("/v1/module", b'{"layers": [{"type": "Linear", "in_features": 2, "out_features": 2, "bias": false, "bias": true}]}'),
+    ("/v1/model", b'{"model": "transformers/GPT2LMHeadModel", "config": {"n_layer": 1, "n_layer": 2}}'),
+])
+def test_a_key_given_twice_in_one_object_is_refused_naming_it(client, path, body):
+    """json.loads would keep the last; a strict body (docs/api.md §6) says which key."""
+    r = client.post(path, content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    (error,) = r.json()["detail"]
+    assert error["type"] == "json_invalid" and error["loc"] == ["body"]
+    key = {b'"seed"': "seed", b'"a"': "a", b'"name"': "name", b'"bias"': "bias", b'"n_layer"': "n_layer"}
+    (name,) = [k for token, k in key.items() if body.count(token) == 2]
+    assert f"the key {name!r} appears twice in one object" in error["msg"]

@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from service.api.answer import answer
 from service.api.deps import PoolDep, SettingsDep
 from service.api.errors import ERROR_RESPONSES
+from service.api.json_body import StrictJSONRoute
 from service.api.query import parse_bool, parse_int, parse_number, parse_slice, query_error, query_pairs, single_values
 from service.api.routes.tensors import BINARY_RESPONSE, URL_RESPONSE, cache_control
 from service.engine.devices import base_provenance
@@ -25,7 +26,7 @@ from service.presets.base import summary
 from service.presets.replay import meta_entries
 from service.schemas.models import ModelRequest, ModelsCatalog
 
-router = APIRouter(prefix="/v1", tags=["models"])
+router = APIRouter(prefix="/v1", tags=["models"], route_class=StrictJSONRoute)
 
 # A name the path cannot hold (a newline, say) matches no route.
 NO_SUCH_PATH: dict[int | str, dict[str, Any]] = {404: {"description": "No route matches the path (a preset name with characters a path cannot hold)."}}

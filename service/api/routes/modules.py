@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from service.api.answer import answer
 from service.api.deps import PoolDep, SettingsDep
 from service.api.errors import ERROR_RESPONSES, did_you_mean
+from service.api.json_body import StrictJSONRoute
 from service.api.query import (
     JSON_INT,
     JSON_NUMBER,
@@ -30,7 +31,7 @@ from service.schemas.modules import ModuleRequest
 from service.schemas.requests import DType
 from service.schemas.responses import LayerCatalog, LayerStateDict
 
-router = APIRouter(prefix="/v1", tags=["modules"])
+router = APIRouter(prefix="/v1", tags=["modules"], route_class=StrictJSONRoute)
 
 _WORDS = {"true": True, "false": False, "null": None}
 _DTYPES: tuple[str, ...] = get_args(DType)

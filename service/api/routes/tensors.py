@@ -9,13 +9,14 @@ from fastapi import APIRouter, Request, Response
 from service.api.answer import answer
 from service.api.deps import PoolDep, SettingsDep
 from service.api.errors import ERROR_RESPONSES
+from service.api.json_body import StrictJSONRoute
 from service.api.query import query_pairs, request_from_query
 from service.planning.plan import Plan
 from service.planning.tensors import plan_tensor, plan_tensors
 from service.schemas.requests import TensorRequest, TensorsRequest
 from service.schemas.responses import TensorAnswer
 
-router = APIRouter(prefix="/v1", tags=["tensors"])
+router = APIRouter(prefix="/v1", tags=["tensors"], route_class=StrictJSONRoute)
 
 # ``model`` puts TensorAnswer in the components and references it as the application/json content
 # (the JSON representation, ``delivery.json_response``), next to the binary one.
