@@ -270,6 +270,8 @@ MODEL = "/v1/model/nanogpt/GPT?n_layer=1&n_head=2&n_embd=16&block_size=8&vocab_s
         pytest.param("&bias=True", "bias", id="config-bool"),
         pytest.param("&slice.lm_head.weight=%200:4,:", "slice.lm_head.weight", id="slice-space"),
         pytest.param("&slice.lm_head.weight=0:4,", "slice.lm_head.weight", id="slice-empty-entry"),
+        pytest.param("&tensors=lm_head.weight,,transformer.wte.weight", "tensors", id="tensors-empty-entry"),
+        pytest.param("&tensors=lm_head.weight,", "tensors", id="tensors-trailing-comma"),
     ],
 )
 def test_model_query_values_follow_the_same_rules(http, extra, param):

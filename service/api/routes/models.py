@@ -118,7 +118,10 @@ def model_request_from_query(preset: Preset, pairs: list[tuple[str, str]]) -> Mo
             elif key == "stats":
                 body[key] = parse_bool(text, key)
             elif key == "tensors":
-                body[key] = [k.strip() for k in text.split(",") if k.strip()]
+                keys = text.split(",")
+                if not all(keys):
+                    raise query_error((key,), f"tensors is state_dict keys separated by commas, none empty; got {text!r}")
+                body[key] = keys
             else:
                 body[key] = text
         else:
