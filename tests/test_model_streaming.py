@@ -159,14 +159,13 @@ with live_server() as server, httpx.Client(base_url=server.url, timeout=300) as 
 
 
 def test_a_streamed_big_model_keeps_memory_bounded():
-    """~570 MB of float32 streamed twice: each time the process's peak RSS grows by under 3/4 of the
-    model's bytes, so neither answer holds the model whole (that would grow it by its bytes) and the
-    second does not pile up on what the first left. Admission counts 0.19 of the model for this
-    answer (64 MiB ahead of the socket and the largest unit); the process's peak grew by 0.39-0.64
-    of it over runs with either event loop (asyncio's, the default, at the high end: generation
-    runs at full speed beside it). What the second answer adds depends on how much of the first the
-    allocator kept (0.04-0.56 seen), so it is held to the same bound, not a tighter one.
-    A small request first takes the one-time costs (the accounting self-test's models)."""
+    """~570 MB of float32 streamed twice: each time the process's peak RSS grows by under 0.4 of
+    the model's bytes, so neither answer holds the model whole (that would grow it by its bytes)
+    and the second does not pile up on what the first left. Admission counts 0.19 of the model
+    for this answer (64 MiB ahead of the socket and the largest unit); the peak grew by 0.24-0.31
+    the first time (the allocator's arenas grow on first use) and 0.09-0.21 the second. When each
+    unit's build left its storages in a reference cycle until the next GC pass, it grew by
+    0.52-0.64. A small request first takes the one-time costs (the accounting self-test's models)."""
     name = "transformers/LlamaForCausalLM"
     raw = {"num_hidden_layers": 6, "hidden_size": 1024, "intermediate_size": 2816, "num_attention_heads": 8,
            "vocab_size": 32000}
@@ -191,7 +190,7 @@ def test_a_streamed_big_model_keeps_memory_bounded():
         pytest.skip("cannot reset the peak RSS (/proc/self/clear_refs)")
     assert result["sha256"] == want.hexdigest()
     first, second = result["growth"]
-    assert first < model_bytes * 0.75 and second < model_bytes * 0.75, (first, second, model_bytes)
+    assert first < model_bytes * 0.4 and second < model_bytes * 0.4, (first, second, model_bytes)
 
 
 SLICED = ("transformers/GPT2LMHeadModel", {"n_layer": 2, "n_embd": 40, "n_head": 2, "vocab_size": 301, "n_positions": 16,

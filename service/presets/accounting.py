@@ -36,7 +36,7 @@ import dataclasses
 import functools
 import json
 import threading
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -213,6 +213,17 @@ def generators(rec: Recording, sl: Slice, seed: int) -> dict[int, torch.Generato
 # --- replay -------------------------------------------------------------------------------------
 
 
+def _resolve(x: Any, view: Callable[[Ref], torch.Tensor]) -> Any:
+    """A recorded argument made real: a ``Ref`` is ``view(ref)``, the device is the CPU."""
+    if isinstance(x, Ref):
+        return view(x)
+    if x is _DEVICE:
+        return torch.device("cpu")
+    if isinstance(x, (list, tuple)):
+        return type(x)(_resolve(v, view) for v in x)
+    return x
+
+
 def make(rec: Recording, sl: Slice, seed: int, walk: StreamWalk | None = None) -> dict[str, torch.Tensor]:
     """The keys of ``sl``, each equal to ``replay(...)[key]``, making only their slice. ``walk``:
     a shared walk of the same seed whose wanted draws include this slice's (each draw then gets
@@ -223,6 +234,8 @@ def make(rec: Recording, sl: Slice, seed: int, walk: StreamWalk | None = None) -
         gens = {i: walk.generator(i) for i in sl.needed if rec.ops[i].draws_rng}
     real: dict[int, torch.Tensor] = {}
 
+    # No closure here refers to itself: a recursive one would make a reference cycle holding
+    # ``real`` (every storage made), freed only when the cyclic GC next runs.
     def view(r: Ref) -> torch.Tensor:
         base = real.get(r.sid)
         if base is None:
@@ -231,13 +244,7 @@ def make(rec: Recording, sl: Slice, seed: int, walk: StreamWalk | None = None) -
         return base.as_strided(r.size, r.stride, r.offset)
 
     def resolve(x):
-        if isinstance(x, Ref):
-            return view(x)
-        if x is _DEVICE:
-            return torch.device("cpu")
-        if isinstance(x, (list, tuple)):
-            return type(x)(resolve(v) for v in x)
-        return x
+        return _resolve(x, view)
 
     with torch.no_grad():
         for i in sl.needed:
