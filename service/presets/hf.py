@@ -155,16 +155,14 @@ def generic_init(module: nn.Module, std: float) -> None:
 
 def init_pass(root: nn.Module, init_weights: Callable[[nn.Module], None], done: set[int]) -> None:
     """``smart_apply(root, _initialize_weights)``: children first, each module once; ``done``
-    holds the ids of modules already visited (by a nested model's ``post_init``)."""
-
-    def visit(module: nn.Module) -> None:
-        for child in module.children():
-            visit(child)
-        if id(module) not in done:
-            init_weights(module)
-            done.add(id(module))
-
-    visit(root)
+    holds the ids of modules already visited (by a nested model's ``post_init``). Recursion
+    through a module-level function: a recursive closure is a reference cycle that would keep
+    ``init_weights`` (and the model it may hold) alive until the next GC pass."""
+    for child in root.children():
+        init_pass(child, init_weights, done)
+    if id(root) not in done:
+        init_weights(root)
+        done.add(id(root))
 
 
 class TiedHead(nn.Module):
