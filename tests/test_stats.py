@@ -167,3 +167,40 @@ def test_one_pass_stats_leave_non_finite_values_to_torchs_path():
         assert transforms.moments_f32(t) is None
     assert transforms.moments_f32(torch.ones(3, dtype=torch.float64)) is None
     assert transforms.moments_f32(torch.ones(6)[::2]) is None  # not contiguous
+
+
+def _truncated_moments_by_simpson(a: float, b: float, points: int = 2_000_001) -> tuple[float, float]:
+    """Mean and std of N(0, 1) on [a, b] by Simpson's rule on a fine grid, the weight taken
+    relative to its peak and the moments about ``a`` (a different method from the service's)."""
+    from scipy.integrate import simpson
+
+    peak = min(max(0.0, a), b)
+    u = np.linspace(0.0, b - a, points)
+    w = np.exp(-(a + u - peak) * (a + u + peak) / 2)
+    total = simpson(w, x=u)
+    mean_u = simpson(w * u, x=u) / total
+    return a + mean_u, math.sqrt(simpson(w * (u - mean_u) ** 2, x=u) / total)
+
+
+@pytest.mark.parametrize("a,b", [
+    (-2.0, 2.0), (0.0, 3.0), (8.0, 9.0),  # the closed form
+    (30.0, 31.0), (37.0, 80.0), (-40.0, -39.0), (-1000.0, -999.5),  # far in a tail (1/α² of variance)
+    (0.5, 0.5001), (-3.0, -2.99),  # narrow: nearly uniform
+])
+def test_expected_moments_of_a_truncated_normal_hold_in_narrow_windows_and_far_tails(a, b):
+    from service.engine.distributions import truncated_normal_moments
+
+    got = truncated_normal_moments(0.0, 1.0, a, b)
+    mean, std = _truncated_moments_by_simpson(a, b)
+    assert got.mean == pytest.approx(mean, rel=1e-10, abs=1e-12)
+    assert got.std == pytest.approx(std, rel=1e-9)
+
+
+def test_a_window_much_narrower_than_std_is_nearly_uniform_in_the_stats(http):
+    """std 1e30 on [-1, 1]: the draws are uniform on the window to float precision; the closed
+    form cancelled to 0 here (and a window past float64's tail gave null)."""
+    _, s = _fetch(http, [64], {"scheme": "trunc_normal", "std": 1e30, "a": -1.0, "b": 1.0})
+    assert s["expected"]["std"] == pytest.approx(1 / math.sqrt(3), rel=1e-12)
+    assert s["expected"]["mean"] == pytest.approx(0.0, abs=1e-12)
+    _, far = _fetch(http, [64], {"scheme": "trunc_normal_tf", "a": -40.0, "b": -39.0})
+    assert far["expected"]["mean"] == pytest.approx(_truncated_moments_by_simpson(-40.0, -39.0)[0], rel=1e-10)

@@ -84,14 +84,53 @@ def truncated_normal_moments(mean: float, std: float, a: float, b: float) -> Mom
     """
     alpha, beta = (a - mean) / std, (b - mean) / std
     mass = _norm_mass(alpha, beta)
-    if not mass > 0:  # the window is beyond float64's reach of the normal's tail
+    if mass > 0:
+        pa, pb = _norm_pdf(alpha), _norm_pdf(beta)
+        ta = alpha * pa if math.isfinite(alpha) else 0.0
+        tb = beta * pb if math.isfinite(beta) else 0.0
+        shift = (pa - pb) / mass
+        variance = 1 + (ta - tb) / mass - shift * shift
+        if variance > _CANCELLATION_LIMIT * max(1.0, shift * shift, abs(ta - tb) / mass):
+            return Moments(mean=mean + std * shift, std=std * math.sqrt(variance), low=a, high=b)
+    if not (math.isfinite(alpha) and math.isfinite(beta) and alpha < beta):
         return Moments(mean=None, std=None, low=a, high=b)
-    pa, pb = _norm_pdf(alpha), _norm_pdf(beta)
-    ta = alpha * pa if math.isfinite(alpha) else 0.0
-    tb = beta * pb if math.isfinite(beta) else 0.0
-    shift = (pa - pb) / mass
-    variance = 1 + (ta - tb) / mass - shift * shift
-    return Moments(mean=mean + std * shift, std=std * math.sqrt(max(variance, 0.0)), low=a, high=b)
+    offset, spread = _narrow_or_far_moments(alpha, beta)
+    return Moments(mean=mean + std * offset, std=std * spread, low=a, high=b)
+
+
+# The closed form's variance is a difference of terms as large as 1, the squared shift and
+# |αφ(α) − βφ(β)|/Z; where it is under 1e-4 of the largest, more than four of its digits have
+# cancelled: a window much narrower than std (variance ≈ (β − α)²/12), or one far in a tail
+# (≈ 1/α²). Those take the quadrature.
+_CANCELLATION_LIMIT = 1e-4
+_LEGENDRE_NODES = 64
+# exp(-45) of the peak: where the weight stops mattering in float64 sums.
+_TAIL_E_FOLDS = 45.0
+
+
+def _narrow_or_far_moments(alpha: float, beta: float) -> tuple[float, float]:
+    """Mean and std of N(0, 1) truncated to [α, β] by Gauss–Legendre quadrature, for the windows
+    the closed form cannot resolve. The weight exp(−(x² − m²)/2), with m the point of [α, β]
+    nearest 0, is 1 at m; where it falls below e^-45 the window is cut; moments are taken about
+    the window's start, so a window at 10⁶ keeps its width's digits."""
+    import numpy as np
+
+    peak = min(max(0.0, alpha), beta)
+    reach = math.sqrt(peak * peak + 2 * _TAIL_E_FOLDS)
+    low, high = max(alpha, -reach), min(beta, reach)
+    if peak > 0:
+        high = min(beta, peak + 2 * _TAIL_E_FOLDS / (peak + reach))
+    elif peak < 0:
+        low = max(alpha, peak - 2 * _TAIL_E_FOLDS / (-peak + reach))
+    nodes, weights = np.polynomial.legendre.leggauss(_LEGENDRE_NODES)
+    half = (high - low) / 2
+    u = half * (nodes + 1)  # x − low, in [0, high − low]
+    x = low + u
+    w = weights * np.exp(-(x - peak) * (x + peak) / 2)
+    total = w.sum()
+    mean_u = float((w * u).sum() / total)
+    variance = float((w * (u - mean_u) ** 2).sum() / total)
+    return low + mean_u, math.sqrt(variance)
 
 
 def _uniform(a: float, b: float) -> Moments:
