@@ -169,6 +169,11 @@ def test_module_reads_layers_from_a_json_file(server, http, tmp_path):
     assert done.returncode == 0, done.stderr
     api = http.post("/v1/module", json={"layers": json.loads(layers.read_text()), "seed": 0, "device": "cpu"})
     assert out.read_bytes() == api.content
+    for option, field in ((["--histogram-bins", "4"], {"histogram_bins": 4}), (["--no-stats"], {"stats": False})):
+        done = initsvc("module", str(layers), "--seed", "0", "--device", "cpu", *option, "-o", str(out), url=server.url)
+        assert done.returncode == 0, done.stderr
+        api = http.post("/v1/module", json={"layers": json.loads(layers.read_text()), "seed": 0, "device": "cpu", **field})
+        assert out.read_bytes() == api.content
 
 
 @pytest.mark.parametrize(

@@ -108,6 +108,10 @@ Example:
 @click.option("--slice", "slice", multiple=True, callback=parse_key_slices, metavar="KEY=START:STOP,...",
               help="Only part of a key, repeatable: --slice 0.weight=0:128,: (one start:stop or ':' per "
               "dimension; a key of --tensors when it is given).")
+@click.option("--histogram-bins", type=click.IntRange(0, 1024), default=None, show_default="the body's, else 0",
+              help="Histogram bins in each tensor's stats.")
+@click.option("--stats/--no-stats", default=None, show_default="the body's, else --stats",
+              help="Put per-tensor stats in the header; --no-stats streams the answer as it is made.")
 @answer_options(default="module.safetensors", show_default=True,
                 help="Where to write the state_dict as safetensors; '-' for stdout.")
 @client_options
