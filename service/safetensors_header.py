@@ -25,6 +25,11 @@ def decode_header(buf: bytes | bytearray | memoryview) -> tuple[dict[str, str], 
     (length,) = struct.unpack_from("<Q", buf, 0)
     if 8 + length > len(buf):
         raise HeaderError(f"safetensors header of {length} bytes overruns the {len(buf)}-byte answer")
-    header = json.loads(bytes(buf[8 : 8 + length]))
+    try:
+        header = json.loads(bytes(buf[8 : 8 + length]))
+    except ValueError as exc:  # invalid UTF-8 or JSON
+        raise HeaderError(f"safetensors header is not JSON: {exc}") from None
+    if not isinstance(header, dict):
+        raise HeaderError("safetensors header is not a JSON object")
     metadata = header.pop("__metadata__", None) or {}
     return metadata, header, 8 + length

@@ -310,3 +310,12 @@ def test_a_negative_param_typed_alone_says_how_to_give_it():
     assert result.exit_code == 2 and "leaky_relu:-0.2 or leaky_relu --param -0.2" in result.stderr
     result = invoke("gain", "relu", "--paramm", "0.2", "--url", "http://127.0.0.1:9")
     assert result.exit_code == 2 and "No such option '--paramm'" in result.stderr
+
+
+@pytest.mark.parametrize("where", ["dir", "missing/w.safetensors", "."])
+def test_an_output_that_cannot_be_written_is_a_usage_error_before_any_request(tmp_path, where, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dir").mkdir()
+    result = invoke("fetch", "--shape", "4", "--scheme", "zeros", "-o", where, "--url", "http://127.0.0.1:9")
+    assert result.exit_code == 2, result.output  # not 1: port 9 was never asked
+    assert "Invalid value for '-o' / '--output'" in result.stderr and "Traceback" not in result.output

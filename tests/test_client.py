@@ -112,7 +112,7 @@ def test_download_streams_the_apis_bytes_to_a_file_with_progress(server, http, t
     assert (tmp_path / "w.safetensors").read_bytes() == api.content
     assert written.nbytes == len(api.content) and written.seed == 4 and written.device == "cpu"
     assert calls[0] == (0, len(api.content)) and calls[-1] == (len(api.content), len(api.content))
-    assert not (tmp_path / "w.safetensors.part").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]  # no partial file left
 
 
 def test_async_download_and_catalog_calls(server, tmp_path):
@@ -569,3 +569,129 @@ def test_the_clients_enumerations_are_the_servers():
 
     assert get_args(_requests.DType) == get_args(schemas.DType)
     assert get_args(_requests.Rng) == get_args(schemas.Rng)
+
+
+# ---- answers that are not what they claim, and where downloads go ---------------------------------
+
+
+class _CutStream(httpx.SyncByteStream):
+    """A body that ends in a protocol error after ``sent`` bytes, as a server that dies does."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def __iter__(self):
+        yield self.data
+        raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+
+
+def _safetensors_bytes(header: dict, data: bytes = b"") -> bytes:
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + data
+
+
+def _serving(answer):
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return answer(request)
+
+    return httpx.MockTransport(handler), seen
+
+
+def test_a_body_cut_short_by_the_connection_is_a_malformed_answer(tmp_path):
+    body = safetensors.numpy.save({"weight": np.zeros(64, dtype=np.float32)})
+    transport, _ = _serving(lambda r: httpx.Response(200, headers={"content-length": str(len(body))},
+                                                     stream=_CutStream(body[:100])))
+    with InitClient("http://initsvc.test", transport=transport, retries=0) as client:
+        with pytest.raises(MalformedAnswer, match=r"cut short: 100 of \d+ bytes"):
+            client.tensor([64], "zeros")
+        with pytest.raises(MalformedAnswer, match="cut short"):
+            client.download([64], "zeros", path=tmp_path / "w.safetensors")
+    assert list(tmp_path.iterdir()) == []  # the partial file is gone
+
+
+@pytest.mark.parametrize("body,says", [
+    (_safetensors_bytes({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, b"\0" * 8), "not within"),
+    (_safetensors_bytes({"w": {"dtype": "F32", "shape": [5], "data_offsets": [0, 16]}}, b"\0" * 16), "not a tensor"),
+    (b"\x10\0\0\0\0\0\0\0{not json at all", "not JSON"),
+])
+def test_a_header_the_body_does_not_match_is_a_malformed_answer(body, says):
+    transport, _ = _serving(lambda r: httpx.Response(200, content=body))
+    with InitClient("http://initsvc.test", transport=transport, retries=0) as client:
+        with pytest.raises(MalformedAnswer, match=says):
+            client.tensor([4], "zeros")
+
+
+def test_a_2xx_that_is_not_json_is_a_malformed_answer():
+    transport, _ = _serving(lambda r: httpx.Response(200, content=b"<html>proxy login</html>"))
+    with InitClient("http://initsvc.test", transport=transport, retries=0) as client:
+        with pytest.raises(MalformedAnswer, match="not the JSON"):
+            client.schemes()
+
+
+def test_download_checks_the_safetensors_header_and_leaves_nothing_behind(tmp_path):
+    transport, _ = _serving(lambda r: httpx.Response(200, content=b"28 bytes that are not a file"))
+    with InitClient("http://initsvc.test", transport=transport, retries=0) as client:
+        with pytest.raises(MalformedAnswer, match="header"):
+            client.download([4], "zeros", path=tmp_path / "w.safetensors")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_download_refuses_a_path_it_cannot_write_before_asking_and_keeps_the_users_files(tmp_path):
+    body = safetensors.numpy.save({"weight": np.ones(3, dtype=np.float32)})
+    transport, seen = _serving(lambda r: httpx.Response(200, content=body))
+    mine = tmp_path / "w.safetensors.part"
+    mine.write_bytes(b"the user's own file")
+    with InitClient("http://initsvc.test", transport=transport, retries=0) as client:
+        with pytest.raises(IsADirectoryError, match="is a directory"):
+            client.download([3], "ones", path=tmp_path)
+        with pytest.raises(FileNotFoundError, match="is not a directory"):
+            client.download([3], "ones", path=tmp_path / "missing" / "w.safetensors")
+        assert seen == []  # nothing was asked of the server
+        client.download([3], "ones", path=tmp_path / "w.safetensors")
+    assert (tmp_path / "w.safetensors").read_bytes() == body
+    assert mine.read_bytes() == b"the user's own file"
+
+
+def test_tensors_of_no_bytes_keep_the_requests_order(server):
+    entries = [{"name": "z", "shape": [0], "init": {"scheme": "normal"}},
+               {"name": "a", "shape": [2], "init": {"scheme": "normal"}},
+               {"name": "m", "shape": [0, 3], "init": {"scheme": "normal"}},
+               {"name": "b", "shape": [1], "init": {"scheme": "normal"}}]
+    with InitClient(server.url) as client:
+        found = client.tensors(entries, seed=0, device="cpu")
+        assert list(found.tensors) == ["z", "a", "m", "b"] and list(found.stats) == ["z", "a", "m", "b"]
+        as_numpy = client.tensors(entries, seed=0, device="cpu", as_numpy=True)
+        assert list(as_numpy.tensors) == ["z", "a", "m", "b"]
+
+
+@pytest.mark.parametrize("given,want", [
+    ("10:20", [[10, 20], None]),
+    ((slice(10, 20),), [[10, 20], None]),
+    (5, [[5, 6], None]),
+    ("-10:,:", [[90, 100], None]),
+    ((slice(-10, None), None), [[90, 100], None]),
+    (":,-1", [None, [49, 50]]),
+    ([[0, 2], None], [[0, 2], None]),
+])
+def test_a_slice_in_numpy_notation_is_completed_with_the_shape(server, given, want):
+    full = reference([100, 50], "normal", {}, seed=9)
+    with InitClient(server.url) as client:
+        got = client.tensor([100, 50], "normal", seed=9, device="cpu", slice=given)
+    assert got.request["slice"] == want
+    index = tuple(slice(*b) if b else slice(None) for b in want)
+    assert as_bytes(got.tensor) == as_bytes(full[index].contiguous())
+
+
+def test_numpy_and_torch_scalars_and_dtypes_are_taken_as_what_they_hold(server):
+    with InitClient(server.url) as client:
+        got = client.tensor(np.int64(6), "normal", std=np.float32(0.5), mean=torch.tensor(0.25),
+                            seed=np.uint64(3), device="cpu", dtype=torch.float16)
+        same = client.tensor([6], "normal", std=0.5, mean=0.25, seed=3, device="cpu", dtype="float16")
+        assert as_bytes(got.tensor) == as_bytes(same.tensor) and got.tensor.dtype == torch.float16
+        assert client.tensor([2], "zeros", dtype=np.dtype("float64"), device="cpu").tensor.dtype == torch.float64
+        with pytest.raises(TypeError, match="JSON body"):
+            client.tensor([2], "normal", std=np.ones(2))

@@ -101,6 +101,15 @@ def _save(client: Any, output: str, quiet: bool, **request: Any) -> None:
     if output == "-" and sys.stdout.isatty():
         raise click.UsageError("-o - writes the safetensors bytes to stdout, which is a terminal here; "
                                "pipe or redirect it (| or >), or give a file name")
+    if output != "-":
+        from pathlib import Path
+
+        from service.client._answers import check_target
+
+        try:
+            check_target(Path(output))
+        except OSError as exc:  # before the server makes anything
+            raise click.BadParameter(str(exc), param_hint="'-o' / '--output'") from None
     bar = _ProgressBar(not quiet and output != "-" and sys.stderr.isatty(), f"{output}")
     try:
         path = sys.stdout.buffer if output == "-" else output

@@ -8,12 +8,13 @@ whichever client receives them; both refuse an answer whose length is not its ``
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from service.client._safetensors import decode_tensors
+from service.client._safetensors import decode_header, decode_tensors
 from service.client.errors import MalformedAnswer
 
 Progress = Callable[[int, int | None], None]
@@ -83,12 +84,20 @@ class Download:
 # ---- reading answers ----------------------------------------------------------------------------
 
 
+def parse_json(content: str | bytes | bytearray) -> Any:
+    """A 2xx answer's JSON (or a JSON string of its metadata); anything else is a ``MalformedAnswer``."""
+    try:
+        return json.loads(content)
+    except ValueError as exc:
+        raise MalformedAnswer(200, f"answer is not the JSON it should be: {exc}") from None
+
+
 def read_tensor_set(buf: bytearray, as_numpy: bool) -> TensorSet:
     """Tensors (views of ``buf``, no copy) and the metadata's ``stats``/``request``/``provenance``."""
     metadata, tensors = decode_tensors(buf, as_numpy)
-    stats = json.loads(metadata["stats"]) if "stats" in metadata else {}
-    request = json.loads(metadata.get("request", "{}"))
-    provenance = json.loads(metadata.get("provenance", "{}"))
+    stats = parse_json(metadata["stats"]) if "stats" in metadata else {}
+    request = parse_json(metadata.get("request", "{}"))
+    provenance = parse_json(metadata.get("provenance", "{}"))
     return TensorSet(tensors, {name: stats.get(name) for name in tensors}, request, provenance)
 
 
@@ -101,7 +110,7 @@ def read_result(buf: bytearray, as_numpy: bool) -> Result:
 
 
 def read_summary(content: bytes) -> Summary:
-    data = json.loads(content)
+    data = parse_json(content)
     return Summary(data.get("tensors", {}), data.get("request", {}), data.get("provenance", {}))
 
 
@@ -141,6 +150,10 @@ class BodyBuffer:
         return self.buf
 
 
+# Safetensors loaders refuse headers over 100 MB; a longer one is not waited for.
+MAX_HEADER_END = 8 + 100_000_000
+
+
 @dataclass
 class BodyFile:
     """The answer's bytes written to ``file`` as they come; ``progress(done, total)`` is called once
@@ -150,12 +163,16 @@ class BodyFile:
     total: int | None
     progress: Progress | None = None
     done: int = 0
+    head: bytearray | None = field(default_factory=bytearray)  # until the safetensors header is checked
 
     def __post_init__(self) -> None:
         if self.progress:
             self.progress(0, self.total)
 
     def feed(self, chunk: bytes) -> None:
+        if self.head is not None:
+            self.head += chunk
+            self._check_header(final=False)
         self.file.write(chunk)
         self.done += len(chunk)
         if self.progress:
@@ -163,7 +180,26 @@ class BodyFile:
 
     def finish(self) -> int:
         check_length(self.done, self.total)
+        if self.head is not None:
+            self._check_header(final=True)
         return self.done
+
+    def _check_header(self, final: bool) -> None:
+        """Once the header has arrived: it parses, and its tensors end where the body does."""
+        assert self.head is not None
+        if not final and len(self.head) < 8:
+            return
+        header_end = 8 + int.from_bytes(self.head[:8], "little")
+        if header_end > min(self.total or MAX_HEADER_END, MAX_HEADER_END):
+            raise MalformedAnswer(200, f"safetensors header of {header_end - 8} bytes cannot be in this answer")
+        if not final and len(self.head) < header_end:
+            return
+        _, entries, start = decode_header(self.head)
+        ends = [entry.get("data_offsets", [0, 0])[1] for entry in entries.values() if isinstance(entry, dict)]
+        size = start + max(ends, default=0)
+        if len(ends) != len(entries) or (self.total is not None and size != self.total):
+            raise MalformedAnswer(200, f"safetensors header describes {size} bytes; the answer has {self.total}")
+        self.head = None
 
 
 def check_length(done: int, total: int | None) -> None:
@@ -180,5 +216,14 @@ def expected_length(headers: Mapping[str, str]) -> int | None:
 
 
 def partial_path(path: Path) -> Path:
-    """Where a download is written until it is complete (then renamed over ``path``)."""
-    return path.with_name(path.name + ".part")
+    """Where a download is written until it is complete (then renamed over ``path``): a hidden
+    name of its own beside it (``.w.safetensors.3f9a0c1e.part``), never a file of the user's."""
+    return path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
+
+
+def check_target(path: Path) -> None:
+    """A download can be written to ``path``: checked before anything is asked of the server."""
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory; give the file to write, e.g. {path / 'w.safetensors'}")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"{path.parent} is not a directory, so {path} cannot be written")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import os
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -20,9 +21,9 @@ from typing import IO, Any, Generic, TypeAlias, TypeVar
 import httpx
 
 import service
-from service.client._answers import BodyBuffer, BodyFile, Progress, expected_length
+from service.client._answers import BodyBuffer, BodyFile, Progress, expected_length, parse_json
 from service.client._requests import Call
-from service.client.errors import InitServiceError, error_from_response
+from service.client.errors import InitServiceError, MalformedAnswer, error_from_response
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 # Generous read timeout: with stats on, the first byte waits until the whole tensor is made.
@@ -118,8 +119,25 @@ Plan: TypeAlias = Generator[Step, Any, T]
 
 def request(http: httpx.Client | httpx.AsyncClient, call: Call) -> httpx.Request:
     """``call`` as a request of ``http``, with its base URL and headers."""
-    return http.build_request(call.method, call.path, json=call.body, params=call.params,
-                              headers={"accept": call.accept})
+    headers = {"accept": call.accept}
+    if call.body is None:
+        return http.build_request(call.method, call.path, params=call.params, headers=headers)
+    body = json.dumps(call.body, default=_plain).encode()
+    return http.build_request(call.method, call.path, content=body, params=call.params,
+                              headers={**headers, "content-type": "application/json"})
+
+
+def _plain(value: Any) -> Any:
+    """numpy and torch scalars (``np.float32(0.5)``, a 0-d tensor) as the Python numbers they
+    hold, and a ``torch.dtype`` or numpy dtype as its name, for the JSON body."""
+    module = type(value).__module__.split(".")[0]
+    if module == "torch" and type(value).__name__ == "dtype":
+        return str(value).removeprefix("torch.")
+    if module == "numpy" and hasattr(value, "itemsize") and hasattr(value, "kind") and not hasattr(value, "item"):
+        return value.name  # a numpy dtype
+    if module in ("numpy", "torch") and callable(getattr(value, "item", None)) and getattr(value, "ndim", 0) == 0:
+        return value.item()
+    raise TypeError(f"{type(value).__name__} {value!r} is not something a JSON body can carry")
 
 
 def method_of(run: F, plan: Callable[..., Any]) -> F:
@@ -209,10 +227,25 @@ def answer(client: ClientConfig, call: Call) -> Plan[httpx.Response]:
         attempt += 1
 
 
+def stream(response: httpx.Response, feed: Callable[[bytes], None], done: Callable[[], int]) -> Plan[None]:
+    """``response``'s body fed to ``feed`` as it arrives. A 2xx body the connection cuts short
+    (the server's ``Content-Length`` not reached, a broken chunk) is a ``MalformedAnswer``, as a
+    short one that ends cleanly is; an error answer's body is read as it comes."""
+    try:
+        yield Stream(response, feed)
+    except httpx.RemoteProtocolError as exc:
+        if not response.is_success:
+            raise
+        total = response.headers.get("content-length")
+        raise MalformedAnswer(
+            response.status_code, f"answer cut short: {done()} of {total or 'unknown'} bytes ({exc})"
+        ) from exc
+
+
 def read(response: httpx.Response) -> Plan[bytes]:
     """The whole body."""
     body = bytearray()
-    yield Stream(response, body.extend)
+    yield from stream(response, body.extend, lambda: len(body))
     return bytes(body)
 
 
@@ -221,16 +254,22 @@ def content(client: ClientConfig, call: Call) -> Plan[bytes]:
     return (yield from read((yield from answer(client, call))))
 
 
+def json_content(client: ClientConfig, call: Call) -> Plan[Any]:
+    """The whole answer, parsed as JSON; a 2xx answer that is not JSON is a ``MalformedAnswer``."""
+    body = yield from content(client, call)
+    return parse_json(body)
+
+
 def fetch(client: ClientConfig, call: Call) -> Plan[bytearray]:
     """The whole answer in one buffer sized from ``Content-Length``, for tensors to be views of."""
     response = yield from answer(client, call)
     body = BodyBuffer(expected_length(response.headers))
-    yield Stream(response, body.feed)
+    yield from stream(response, body.feed, lambda: body.done)
     return body.finish()
 
 
 def write(response: httpx.Response, file: IO[bytes], progress: Progress | None) -> Plan[int]:
     """``response``'s body written to ``file`` as it arrives; the number of bytes written."""
     body = BodyFile(file, expected_length(response.headers), progress)
-    yield Stream(response, body.feed)
+    yield from stream(response, body.feed, lambda: body.done)
     return body.finish()

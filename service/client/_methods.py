@@ -9,7 +9,6 @@ signature, with ``self`` for the leading ``client``.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,13 +20,14 @@ from service.client._answers import (
     Result,
     Summary,
     TensorSet,
+    check_target,
     partial_path,
     read_download,
     read_result,
     read_summary,
     read_tensor_set,
 )
-from service.client._base import ClientConfig, Plan, answer, content, fetch, write
+from service.client._base import ClientConfig, Plan, answer, content, fetch, json_content, write
 from service.client._requests import BINARY, JSON, Call, DType, Rng, recipe_call, shape_text
 
 # ---- tensors ------------------------------------------------------------------------------------
@@ -157,10 +157,14 @@ def download(
 ) -> Plan[Download]:
     """Stream the safetensors answer to ``path`` (a file name, or a binary file object) without
     holding it in memory. ``progress(done, total)`` is called after each chunk; ``total`` is the
-    ``Content-Length``, or ``None`` when the server sent none. A file name is written under
-    ``<path>.part`` and renamed when complete. Takes what ``stats`` takes."""
+    ``Content-Length``, or ``None`` when the server sent none. A file name is checked before the
+    request (a directory, or one in a directory that does not exist, raises at once), written
+    under a hidden ``.<name>.<random>.part`` beside it and renamed when complete, its header
+    checked against its length. Takes what ``stats`` takes."""
     call = recipe_call(shape, scheme, init=init, tensors=tensors, layers=layers, overrides=overrides,
                        model=model, accept=BINARY, **options)
+    if isinstance(path, str | os.PathLike):
+        check_target(Path(path))
     response = yield from answer(client, call)
     if not isinstance(path, str | os.PathLike):
         done = yield from write(response, path, progress)
@@ -168,7 +172,7 @@ def download(
     target = Path(path)
     part = partial_path(target)
     try:
-        with open(part, "wb") as file:
+        with open(part, "xb") as file:
             done = yield from write(response, file, progress)
         os.replace(part, target)
     except BaseException:
@@ -182,7 +186,7 @@ def download(
 
 def get_json(client: ClientConfig, path: str, params: dict[str, Any] | None = None) -> Plan[Any]:
     """``GET path``'s JSON answer."""
-    return json.loads((yield from content(client, Call("GET", path, params=params))))
+    return (yield from json_content(client, Call("GET", path, params=params)))
 
 
 def schemes(client: ClientConfig, /) -> Plan[dict[str, Any]]:

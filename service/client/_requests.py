@@ -111,7 +111,9 @@ def normalize_slice(value: Any, shape: Sequence[Any]) -> list[list[int] | None]:
     """A slice as the body wants it, one entry per dimension: ``None`` or ``[start, stop]``.
 
     Accepts that list, numpy notation without steps (``"0:128,:"``), or per dimension a Python
-    ``slice`` without a step, an ``int`` (one index) or ``None``.
+    ``slice`` without a step, an ``int`` (one index) or ``None``. Where the shape is known, as in
+    numpy, missing trailing dimensions are whole and a negative index counts from the end
+    (``"-10:"`` of 100 is ``[90, 100]``); what is out of range is left for the server to refuse.
     """
     if isinstance(value, str):
         value = [_slice_text(part.strip()) for part in value.split(",")]
@@ -128,12 +130,20 @@ def normalize_slice(value: Any, shape: Sequence[Any]) -> list[list[int] | None]:
             stop = item.stop if item.stop is not None else size
             if stop is None:
                 raise ValueError(f"slice {item} in dimension {dim} needs a stop: the shape has no size there")
-            entries.append([item.start or 0, stop])
+            entries.append([_from_end(item.start or 0, size), _from_end(stop, size)])
         elif isinstance(item, int) and not isinstance(item, bool):
-            entries.append([item, item + 1])
+            index = _from_end(item, size)
+            entries.append([index, index + 1])
         else:
             entries.append(list(item))
+    if len(shape) > len(entries) and all(isinstance(d, int) for d in shape):
+        entries += [None] * (len(shape) - len(entries))
     return entries
+
+
+def _from_end(index: int, size: int | None) -> int:
+    """A negative ``index`` counted from the end of a dimension of ``size``, as numpy does."""
+    return index + size if index < 0 and size is not None else index
 
 
 def _slice_text(item: str) -> slice | int | None:

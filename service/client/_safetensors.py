@@ -6,6 +6,7 @@ client runs where only httpx is installed (``as_numpy=True`` needs numpy and no 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from service import safetensors_header
@@ -30,27 +31,48 @@ def decode_header(buf: bytes | bytearray | memoryview) -> tuple[dict[str, str], 
 
 
 def decode_tensors(buf: bytearray, as_numpy: bool) -> tuple[dict[str, str], dict[str, Any]]:
-    """``(metadata, tensors)``: the tensors are views of ``buf`` (no copy), in the order of their
-    data, which is the request's order (a state_dict's); the header's keys are sorted."""
+    """``(metadata, tensors)``: the tensors are views of ``buf`` (no copy), in the answer's order:
+    that of their data (the header's keys are sorted), and among tensors of no bytes, which share
+    an offset, the order the normalized request names them in."""
     metadata, entries, start = decode_header(buf)
     make = _numpy_array if as_numpy else _torch_tensor
-    ordered = sorted(entries.items(), key=lambda item: item[1]["data_offsets"][0])
-    return metadata, {name: make(buf, entry, start) for name, entry in ordered}
+    rank = {name: i for i, name in enumerate(_answer_order(metadata))}
+    try:
+        ordered = sorted(entries.items(), key=lambda item: (item[1]["data_offsets"][0], rank.get(item[0], len(rank))))
+        return metadata, {name: make(buf, entry, start, len(buf)) for name, entry in ordered}
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
+        raise MalformedAnswer(200, f"safetensors header entry is not a tensor the body holds: {exc}") from None
 
 
-def _entry(entry: dict[str, Any], start: int) -> tuple[str, list[int], int, int]:
+def _answer_order(metadata: dict[str, str]) -> list[str]:
+    """The answer's tensor names in order, as the normalized request gives them (a list of
+    tensors or keys asked for, or a preset's ``tensor_order``); empty when it gives none."""
+    try:
+        request = json.loads(metadata.get("request", "{}"))
+    except ValueError:
+        return []
+    listed = request.get("tensors") if isinstance(request, dict) else None
+    if isinstance(listed, list):
+        return [t["name"] if isinstance(t, dict) else t for t in listed if isinstance(t, dict | str)]
+    order = request.get("tensor_order") if isinstance(request, dict) else None
+    return [k for k in order if isinstance(k, str)] if isinstance(order, list) else []
+
+
+def _entry(entry: dict[str, Any], start: int, size: int) -> tuple[str, list[int], int, int]:
     dtype = entry["dtype"]
     if dtype not in DTYPES:
         raise MalformedAnswer(200, f"unsupported safetensors dtype {dtype!r}; known: {', '.join(DTYPES)}")
     begin, end = entry["data_offsets"]
+    if not 0 <= begin <= end or start + end > size:
+        raise MalformedAnswer(200, f"data_offsets [{begin}, {end}] are not within the {size - start} bytes of data")
     return dtype, list(entry["shape"]), start + begin, start + end
 
 
-def _numpy_array(buf: bytearray, entry: dict[str, Any], start: int) -> Any:
+def _numpy_array(buf: bytearray, entry: dict[str, Any], start: int, size: int) -> Any:
     """A numpy array; ``bfloat16`` (which numpy lacks) becomes float32, exactly: a bfloat16 is the
     top 16 bits of a float32, so ``(bits << 16).view(float32)`` is the same number."""
     np = _import("numpy")
-    dtype, shape, begin, end = _entry(entry, start)
+    dtype, shape, begin, end = _entry(entry, start, size)
     code = DTYPES[dtype][1]
     count = (end - begin) // np.dtype(code).itemsize
     flat = np.frombuffer(buf, dtype=code, count=count, offset=begin) if count else np.empty(0, dtype=code)
@@ -59,9 +81,9 @@ def _numpy_array(buf: bytearray, entry: dict[str, Any], start: int) -> Any:
     return flat.astype(flat.dtype.newbyteorder("="), copy=False).reshape(shape)
 
 
-def _torch_tensor(buf: bytearray, entry: dict[str, Any], start: int) -> Any:
+def _torch_tensor(buf: bytearray, entry: dict[str, Any], start: int, size: int) -> Any:
     torch = _import("torch")
-    dtype, shape, begin, end = _entry(entry, start)
+    dtype, shape, begin, end = _entry(entry, start, size)
     torch_dtype = getattr(torch, DTYPES[dtype][0])
     count = (end - begin) // torch_dtype.itemsize
     if count == 0:
