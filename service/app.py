@@ -48,6 +48,10 @@ Answers are safetensors files whose `__metadata__` carries `stats`, `request` (n
 in) and `provenance`; send `Accept: application/json` for everything but the data."""
 
 
+# How long the start-up self-tests may take (a few seconds on 2 cores).
+STARTUP_TIMEOUT_S = 600.0
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
@@ -57,8 +61,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.pool = pool
         # The self-test of chunked generation (chunked vs serial torch for each op and dtype):
         # anything that fails here is served serially, and /v1/devices says so.
-        await pool.workers["cpu"].submit(chunked.self_test)
-        await pool.workers["cpu"].submit(preset_accounting.self_test)  # presets' keys alone vs the whole build
+        # Start-up work, not a request: INITSVC_JOB_TIMEOUT_S (a hung request's bound, which may be
+        # set low) does not apply; a self-test that hangs fails start-up after STARTUP_TIMEOUT_S.
+        startup = max(settings.job_timeout_s, STARTUP_TIMEOUT_S)
+        await pool.workers["cpu"].submit(chunked.self_test, timeout_s=startup)
+        await pool.workers["cpu"].submit(preset_accounting.self_test, timeout_s=startup)  # presets' keys alone vs the whole build
         log.info("initsvc %s ready on %s (auto = %s)", service.__version__, ", ".join(pool.devices), pool.default)
         try:
             yield

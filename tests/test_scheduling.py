@@ -166,3 +166,51 @@ def test_queue_depth_bounds_the_jobs_waiting_on_both_lanes_together():
             worker.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_short_job_timeout_does_not_stop_the_start_up_self_tests():
+    """INITSVC_JOB_TIMEOUT_S bounds requests' jobs; the self-tests at start take seconds on 2
+    cores, and with the bound below that the server used to fail to start."""
+    with live_server(job_timeout_s=0.5) as server:
+        r = httpx.post(f"{server.url}/v1/tensor", json=_body(5, (4, 4)), timeout=30)
+        assert r.status_code == 200
+        assert server.app.state.pool.workers["cpu"].restarts == 0
+
+
+class HeldFill:
+    """A filler that, for the tensor of ``BIG`` elements, waits inside the fill until released."""
+
+    BIG = 1 << 16
+
+    def __init__(self, real):
+        self.real, self.release, self.entered = real, threading.Event(), threading.Event()
+
+    def __call__(self, t, *args):
+        if t.numel() == self.BIG:
+            self.entered.set()
+            self.release.wait(30)
+        return self.real(t, *args)
+
+
+@pytest.mark.parametrize("scheme", ["trunc_normal", "orthogonal", "sparse"])
+def test_a_small_fill_of_a_serial_scheme_does_not_wait_for_a_big_one(monkeypatch, scheme):
+    """Schemes torch fills itself: the small lane's job must not wait on a lock the big job's fill
+    holds (the warning capture, the QR's thread count)."""
+    from service.engine import schemes
+
+    params = {"sparsity": 0.5} if scheme == "sparse" else {}
+    held = HeldFill(schemes.SCHEMES[scheme].fill)
+    monkeypatch.setitem(schemes.SCHEMES, scheme, schemes.Scheme(held, schemes.SCHEMES[scheme].shape_rule))
+    big = {"shape": [256, 256], "init": {"scheme": scheme, **params}, "seed": 1, "device": "cpu"}
+    small = {"shape": [8, 8], "init": {"scheme": scheme, **params}, "seed": 2, "device": "cpu"}
+    with live_server(small_job_bytes=4096) as server, ThreadPoolExecutor(1) as pool:
+        running = pool.submit(httpx.post, f"{server.url}/v1/tensor", json=big, timeout=60)
+        assert held.entered.wait(30)
+        try:
+            r = httpx.post(f"{server.url}/v1/tensor", json=small, timeout=10)
+            assert r.status_code == 200, r.text
+            assert as_bytes(load(r.content)["weight"]) == as_bytes(reference([8, 8], scheme, params, "float32", 2))
+            assert not running.done()
+        finally:
+            held.release.set()
+        assert running.result().status_code == 200

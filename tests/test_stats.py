@@ -204,3 +204,26 @@ def test_a_window_much_narrower_than_std_is_nearly_uniform_in_the_stats(http):
     assert s["expected"]["mean"] == pytest.approx(0.0, abs=1e-12)
     _, far = _fetch(http, [64], {"scheme": "trunc_normal_tf", "a": -40.0, "b": -39.0})
     assert far["expected"]["mean"] == pytest.approx(_truncated_moments_by_simpson(-40.0, -39.0)[0], rel=1e-10)
+
+
+@pytest.mark.parametrize("mean,std,a,b", [
+    (0.0, 1.0, -2.0, 2.0), (10.0, 1.0, -2.0, 2.0), (-10.0, 1.0, -2.0, 2.0), (4.0, 1.0, -2.0, 2.0),
+    (4.000001, 1.0, -2.0, 2.0), (-4.0, 1.0, -2.0, 2.0), (-4.000001, 1.0, -2.0, 2.0), (0.0, 0.1, 0.3, 0.5),
+    (0.5, 1e-3, -1.0, 0.49), (2.0, 0.5, 0.0, 1.0), (0.0, 1e30, -1.0, 1.0),
+])
+def test_the_service_knows_when_torch_warns_on_a_truncated_normal(mean, std, a, b):
+    """``may_warn`` decides whether a fill's warnings are captured; it must say exactly when
+    torch's ``trunc_normal_`` warns (for ``trunc_normal_tf``, on the N(0, 1) call it makes)."""
+    import warnings
+
+    from service.engine.maker import TensorSpec, may_warn
+
+    def torch_warns(*args: float) -> bool:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.nn.init.trunc_normal_(torch.empty(4), *args, generator=torch.Generator().manual_seed(0))
+        return bool(caught)
+
+    params = {"mean": mean, "std": std, "a": a, "b": b}
+    assert may_warn(TensorSpec("w", (4,), "trunc_normal", params)) == torch_warns(mean, std, a, b)
+    assert may_warn(TensorSpec("w", (4,), "trunc_normal_tf", params)) == torch_warns(0.0, 1.0, a, b)

@@ -82,10 +82,15 @@ class Output:
 
 
 def may_warn(spec: TensorSpec) -> bool:
-    """Whether torch can warn while making ``spec`` (so its provenance is known only afterwards):
-    ``trunc_normal_`` with a mean far outside [a, b], and kaiming on a zero-element tensor."""
-    if spec.scheme in ("trunc_normal", "trunc_normal_tf"):
-        return True
+    """Whether torch warns while making ``spec`` (so its provenance is known only afterwards):
+    ``trunc_normal_`` with its mean more than 2 std outside [a, b] (torch's own test, on the
+    call it gets: ``trunc_normal_tf`` draws N(0, 1) on [a, b]), and kaiming on a zero-element
+    tensor. Only then is a fill's warning capture (a process-wide lock) taken."""
+    p = spec.params
+    if spec.scheme == "trunc_normal":
+        return p["mean"] < p["a"] - 2 * p["std"] or p["mean"] > p["b"] + 2 * p["std"]
+    if spec.scheme == "trunc_normal_tf":
+        return 0.0 < p["a"] - 2.0 or 0.0 > p["b"] + 2.0
     return spec.scheme.startswith("kaiming") and math.prod(spec.shape) == 0
 
 
@@ -146,9 +151,15 @@ def fill(t: torch.Tensor, spec: TensorSpec, streams: Streams, qr_threads: int = 
     """Fill ``t`` (allocated with the spec's shape and dtype) in place; return torch's warnings.
 
     Every ``torch.nn.init`` call on a recipe (one tensor, a list of them, a module's overrides,
-    portable mode's deterministic schemes) goes through here, behind ``recipe_guard``."""
-    with recipe_guard(spec), captured_warnings() as messages, torch.no_grad():
-        SCHEMES[spec.scheme].fill(t, spec.params, streams, qr_threads)
+    portable mode's deterministic schemes) goes through here, behind ``recipe_guard``. Warnings
+    are captured only where torch gives one (``may_warn``): the capture swaps process-wide state
+    under a lock, which would make every other fill wait for this one."""
+    with recipe_guard(spec), torch.no_grad():
+        if not may_warn(spec):
+            SCHEMES[spec.scheme].fill(t, spec.params, streams, qr_threads)
+            return []
+        with captured_warnings() as messages:
+            SCHEMES[spec.scheme].fill(t, spec.params, streams, qr_threads)
     return messages
 
 

@@ -40,6 +40,12 @@ _THREADS_LOCK = threading.Lock()
 
 @contextmanager
 def intra_op_threads(n: int) -> Iterator[None]:
+    """torch's intra-op threads set to ``n`` for the block. Where they are ``n`` already and no
+    other block has changed them (the defaults: 1 and 1), nothing is changed and nothing is
+    locked, so QRs never wait for each other."""
+    if torch.get_num_threads() == n and not _THREADS_LOCK.locked():
+        yield
+        return
     with _THREADS_LOCK:
         previous = torch.get_num_threads()
         torch.set_num_threads(n)

@@ -168,36 +168,38 @@ class DeviceWorker:
             f"{self.device}'s queue is full ({self.queue_depth} jobs waiting; INITSVC_QUEUE_DEPTH)", self.retry_after
         )
 
-    async def wait(self, job: _Job) -> Any:
-        """The job's result; ``WorkerDown`` if it runs past ``job_timeout_s`` (the worker is then
-        replaced), and a cancelled wait skips the job if it has not started yet."""
+    async def wait(self, job: _Job, timeout_s: float | None = None) -> Any:
+        """The job's result; ``WorkerDown`` if it runs past ``timeout_s`` (default
+        ``job_timeout_s``; the worker is then replaced), and a cancelled wait skips the job if it
+        has not started yet."""
         if job.lane is not self:
-            return await job.lane.wait(job)
+            return await job.lane.wait(job, timeout_s)
+        timeout = self.job_timeout_s if timeout_s is None else timeout_s
         try:
             # Waiting in the queue and running are timed apart, so a job that waited long is not
-            # taken for a hung one: past job_timeout_s, a job not started yet is given up (429),
-            # and a started one gets job_timeout_s from its start.
-            await asyncio.wait({job.future}, timeout=self.job_timeout_s)
+            # taken for a hung one: past the timeout, a job not started yet is given up (429),
+            # and a started one gets the timeout from its start.
+            await asyncio.wait({job.future}, timeout=timeout)
             if not job.future.done():
                 if not job.started.is_set():
                     job.future.cancel()
                     raise QueueFull(f"{self.device} was too busy to start the job in time", self.retry_after)
-                left = job.started_at + self.job_timeout_s - time.monotonic()
+                left = job.started_at + timeout - time.monotonic()
                 await asyncio.wait({job.future}, timeout=max(left, 0.0))
                 if not job.future.done():
                     raise TimeoutError
             return job.future.result()
         except TimeoutError:
-            self._replace(f"a job ran past {self.job_timeout_s} s")
+            self._replace(f"a job ran past {timeout} s")
             raise WorkerDown(f"{self.device}'s worker hung and was replaced", self.retry_after) from None
         except asyncio.CancelledError:
             job.future.cancel()  # the client went away: skip the job if it has not started
             raise
 
-    async def submit(self, fn: Callable[..., T], *args: Any, cost: int | None = None) -> T:
-        """Queue ``fn(*args)`` on the lane for ``cost`` and wait for its result."""
+    async def submit(self, fn: Callable[..., T], *args: Any, cost: int | None = None, timeout_s: float | None = None) -> T:
+        """Queue ``fn(*args)`` on the lane for ``cost`` and wait for its result (``wait``)."""
         job = self.enqueue(fn, *args, cost=cost)
-        return await job.lane.wait(job)
+        return await job.lane.wait(job, timeout_s)
 
     def _replace(self, why: str) -> None:
         """Abandon the current thread (it cannot be killed) and serve from a fresh one."""
