@@ -7,7 +7,9 @@ served; nothing is timed.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -214,3 +216,41 @@ def test_a_small_fill_of_a_serial_scheme_does_not_wait_for_a_big_one(monkeypatch
         finally:
             held.release.set()
         assert running.result().status_code == 200
+
+
+@pytest.mark.parametrize("extra", [{}, {"stats": False}], ids=["stats", "streamed"])
+def test_a_job_whose_client_went_away_while_it_waited_is_skipped_and_its_bytes_given_back(blocker, extra):
+    """docs/api.md §8: the client of a queued job closes its connection; its admission comes back
+    at once, and the job never runs when its turn comes."""
+    import socket
+
+    made: list[int] = []
+    real = blocker.real
+
+    def recording(spec, streams, *args, **kwargs):
+        made.append(streams.seed)
+        return real(spec, streams, *args, **kwargs)
+
+    blocker.real = recording
+    with live_server(small_job_bytes=0) as server, ThreadPoolExecutor(1) as pool:
+        admission = server.app.state.pool.admissions["cpu"]
+        running = pool.submit(httpx.post, f"{server.url}/v1/tensor", json=_body(BLOCK_SEED, (1 << 10,)), timeout=60)
+        assert blocker.entered.wait(30)
+        held = admission.in_flight_bytes
+        body = json.dumps(_body(77, (1 << 16,), **extra)).encode()
+        host, port = server.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(b"POST /v1/tensor HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                         b"content-length: %d\r\n\r\n%s" % (len(body), body))
+            deadline = time.monotonic() + 10
+            while admission.in_flight_bytes == held and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert admission.in_flight_bytes == held + (1 << 18)  # queued behind the held job
+        deadline = time.monotonic() + 10
+        while admission.in_flight_bytes != held and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert admission.in_flight_bytes == held  # given back while the big job still runs
+        blocker.release.set()
+        assert running.result().status_code == 200
+        assert httpx.post(f"{server.url}/v1/tensor", json=_body(78, (4,)), timeout=30).status_code == 200
+    assert 77 not in made and 78 in made

@@ -25,12 +25,46 @@ from service.planning.plan import Plan
 from service.workers.pool import WorkerPool
 from service.workers.streaming import Segments, deliver
 
+# A job not done by then may be waiting behind others: from then on the client's going away is
+# watched, so its job is skipped and its admission given back at once (docs/api.md §8).
+WATCH_AFTER_S = 0.05
 
-async def _started(segments: Segments, job_future: asyncio.Future) -> None:
+
+class ClientGone(Exception):
+    """The client went away while its job waited or ran; nobody is left to answer."""
+
+
+async def _gone(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _while_connected(request: Request, waiting: asyncio.Future) -> None:
+    """Wait for ``waiting``; ``ClientGone`` (``waiting`` cancelled) if the client goes first."""
+    done, _ = await asyncio.wait({waiting}, timeout=WATCH_AFTER_S)
+    if done:
+        return
+    listener = asyncio.ensure_future(_gone(request))
+    try:
+        done, _ = await asyncio.wait({waiting, listener}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        listener.cancel()
+    if waiting not in done:
+        waiting.cancel()
+        raise ClientGone
+
+
+async def _started(request: Request, segments: Segments, job_future: asyncio.Future) -> None:
     """Wait until the job runs (its tensors are allocated) or fails before that."""
     started = asyncio.ensure_future(asyncio.shield(segments.started))
-    done, _ = await asyncio.wait({started, job_future}, return_when=asyncio.FIRST_COMPLETED)
-    if job_future in done and job_future.exception() is not None:
+    first = asyncio.ensure_future(asyncio.wait({started, job_future}, return_when=asyncio.FIRST_COMPLETED))
+    try:
+        await _while_connected(request, first)
+    except ClientGone:
+        started.cancel()
+        job_future.cancel()
+        raise
+    if job_future.done() and not job_future.cancelled() and job_future.exception() is not None:
         started.cancel()
         raise job_future.exception()
 
@@ -67,11 +101,18 @@ async def answer(request: Request, plan: Plan, pool: WorkerPool, cache_control: 
             job = worker.enqueue(plan.run, plan.job, segments, True, buffers, cost=plan.nbytes)
             job_future = asyncio.ensure_future(worker.wait(job))
             job_future.add_done_callback(_report_late_failure(segments))
-            await _started(segments, job_future)
+            await _started(request, segments, job_future)
             _count(request, plan.job.specs)
             provenance = provenance_with_outcome(plan.provenance, [])
             return safetensors_response(request, plan.outputs, plan.request, provenance, headers, slot, segments)
-        made = await worker.submit(plan.run, plan.job, cost=plan.nbytes)
+        job = worker.enqueue(plan.run, plan.job, cost=plan.nbytes)
+        waiting = asyncio.ensure_future(worker.wait(job))
+        await _while_connected(request, waiting)
+        made = waiting.result()
+    except ClientGone:
+        segments.cancel()
+        slot.release()
+        return Response(status_code=499)  # nobody receives it; the access line says what happened
     except BaseException:
         segments.cancel()
         slot.release()
