@@ -39,11 +39,13 @@ async def _gone(request: Request) -> None:
         pass
 
 
-async def _while_connected(request: Request, waiting: asyncio.Future) -> None:
-    """Wait for ``waiting``; ``ClientGone`` (``waiting`` cancelled) if the client goes first."""
-    done, _ = await asyncio.wait({waiting}, timeout=WATCH_AFTER_S)
-    if done:
-        return
+async def _while_connected(request: Request, waiting: asyncio.Future, watch_after_s: float = WATCH_AFTER_S) -> None:
+    """Wait for ``waiting``; ``ClientGone`` (``waiting`` cancelled) if the client goes first,
+    watched after ``watch_after_s``."""
+    if watch_after_s > 0:
+        done, _ = await asyncio.wait({waiting}, timeout=watch_after_s)
+        if done:
+            return
     listener = asyncio.ensure_future(_gone(request))
     try:
         done, _ = await asyncio.wait({waiting, listener}, return_when=asyncio.FIRST_COMPLETED)
@@ -106,9 +108,13 @@ async def answer(request: Request, plan: Plan, pool: WorkerPool, cache_control: 
             provenance = provenance_with_outcome(plan.provenance, [])
             return safetensors_response(request, plan.outputs, plan.request, provenance, headers, slot, segments)
         job = worker.enqueue(plan.run, plan.job, cost=plan.nbytes)
-        waiting = asyncio.ensure_future(worker.wait(job))
-        await _while_connected(request, waiting)
-        made = waiting.result()
+        await asyncio.wait({job.future}, timeout=WATCH_AFTER_S)
+        if job.future.done():  # the common case: no task, no listener
+            made = job.future.result()
+        else:
+            waiting = asyncio.ensure_future(worker.wait(job))
+            await _while_connected(request, waiting, watch_after_s=0)
+            made = waiting.result()
     except ClientGone:
         segments.cancel()
         slot.release()
