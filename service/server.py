@@ -1,10 +1,10 @@
 """Running the app under uvicorn with a drain on SIGTERM, in one process or in several.
 
 Shutdown, in phases (as uvicorn's own ``Server.shutdown``):
-1. SIGTERM: the pool stops admitting work, so a request that still reaches a route (on a
-   connection opened before) gets a 503 with ``Retry-After``, and ``/readyz`` asked there a 503.
-2. uvicorn stops listening at once (new connections are refused) and lets in-flight responses
-   finish, up to ``shutdown_timeout_s``.
+1. SIGTERM: the pool stops admitting work, so a request that still reaches a route (already
+   arriving on a busy connection) gets a 503 with ``Retry-After``, and ``/readyz`` asked there a 503.
+2. uvicorn stops listening at once (new connections are refused), closes idle connections and
+   lets in-flight responses finish, up to ``shutdown_timeout_s``; the process then exits 0.
 3. The lifespan stops the device workers.
 
 With several processes (``run_workers``) each one is such a server, on one shared socket; the
@@ -30,6 +30,11 @@ class DrainingServer(uvicorn.Server):
     def handle_exit(self, sig: int, frame) -> None:
         drain(self.config.loaded_app if self.config.loaded else None)
         super().handle_exit(sig, frame)
+        # uvicorn raises the signal again once it has shut down, so the process dies by it (143);
+        # a drain that completes is a clean exit here (0), as the --workers parent's is.
+        captured = getattr(self, "_captured_signals", None)
+        if isinstance(captured, list):
+            captured.clear()
 
 
 def drain(app) -> None:

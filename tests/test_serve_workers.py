@@ -1,6 +1,6 @@
-"""``initsvc serve --workers 2`` drains on SIGTERM as the one-process server does (docs/api.md §8):
+"""``initsvc serve``, in one process and with ``--workers 2``, drains on SIGTERM (docs/api.md §8):
 every server process stops admitting (a request that reaches a route gets 503 with Retry-After),
-stops listening, finishes its in-flight responses, and the parent exits 0."""
+stops listening, finishes its in-flight responses, and the command exits 0."""
 
 from __future__ import annotations
 
@@ -69,13 +69,14 @@ def _read_response(sock: socket.socket) -> bytes:
     return data
 
 
-def test_sigterm_drains_every_worker_finishes_in_flight_responses_and_exits_0(tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_drains_every_worker_finishes_in_flight_responses_and_exits_0(tmp_path, workers):
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log = (tmp_path / "serve.log").open("wb")
     try:
         process = subprocess.Popen(
-            [sys.executable, "-m", "service", "serve", "--workers", "2", "--port", str(port), "--device", "cpu",
+            [sys.executable, "-m", "service", "serve", "--workers", str(workers), "--port", str(port), "--device", "cpu",
              "--shutdown-timeout-s", "20"],
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
