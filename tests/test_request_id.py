@@ -109,6 +109,15 @@ def test_text_access_line_is_one_line_even_for_a_path_with_cr_lf(capsys):
     assert "\\r\\n" in evil[0]
 
 
+def test_a_request_id_with_spaces_or_quotes_is_one_quoted_field_of_the_text_line(capsys):
+    forged = 'a" status=500 rid="b'
+    with live_server(log_json=False) as server, httpx.Client(base_url=server.url) as client:
+        r = client.get("/v1/tensor", params={"shape": "4", "scheme": "ones"}, headers={"X-Request-ID": forged})
+        assert r.headers["x-request-id"] == forged  # echoed as sent
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if "initsvc.access: GET /v1/tensor" in line]
+    assert json.loads(line.split(" rid=", 1)[1]) == forged  # the rest of the line is one JSON string
+
+
 def test_other_records_written_during_a_request_get_its_id():
     from service.api.middleware import request_log
 

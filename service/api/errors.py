@@ -145,7 +145,7 @@ def receive_timed_out(timeout_s: float) -> ReceiveError:
     """The 408 of a body whose client sent nothing for ``timeout_s`` seconds."""
     return ReceiveError(
         408, f"no request body bytes arrived for {timeout_s:g} s; INITSVC_RECEIVE_TIMEOUT_S is {timeout_s:g}: "
-        "send the whole body its Content-Length announces",
+        "send the whole body (all its Content-Length, or every chunk to the last) without pausing that long",
         env_var="INITSVC_RECEIVE_TIMEOUT_S",
     )
 

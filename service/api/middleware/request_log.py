@@ -53,6 +53,12 @@ _RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "a
 access_log = logging.getLogger(ACCESS_LOGGER)
 
 
+def _one_field(text: str) -> str:
+    """``text`` as one field of a text log line: quoted (JSON) when it has a space, a quote or a
+    backslash, so a client's request id cannot write fields of its own into the line."""
+    return json.dumps(text) if re.search(r'[\s"\\]', text) else text
+
+
 def request_id_from(value: bytes | None) -> str:
     """The client's id when it is 1-128 printable ASCII characters; otherwise a new uuid4 hex."""
     if value is not None:
@@ -103,7 +109,7 @@ class AccessLog:
         client = scope.get("client")
         self.logger.info(
             "%s %s %d %.1fms %dB rid=%s",
-            method, path, status, duration_ms, sent, request_id,
+            method, path, status, duration_ms, sent, _one_field(request_id),
             extra={
                 "method": method,
                 "path": path,
