@@ -108,7 +108,11 @@ async def answer(request: Request, plan: Plan, pool: WorkerPool, cache_control: 
             provenance = provenance_with_outcome(plan.provenance, [])
             return safetensors_response(request, plan.outputs, plan.request, provenance, headers, slot, segments)
         job = worker.enqueue(plan.run, plan.job, cost=plan.nbytes)
-        await asyncio.wait({job.future}, timeout=WATCH_AFTER_S)
+        try:
+            await asyncio.wait({job.future}, timeout=WATCH_AFTER_S)
+        except asyncio.CancelledError:
+            job.future.cancel()  # the request was cancelled: skip the job if it has not started
+            raise
         if job.future.done():  # the common case: no task, no listener
             made = job.future.result()
         else:
