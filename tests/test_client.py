@@ -693,5 +693,6 @@ def test_numpy_and_torch_scalars_and_dtypes_are_taken_as_what_they_hold(server):
         same = client.tensor([6], "normal", std=0.5, mean=0.25, seed=3, device="cpu", dtype="float16")
         assert as_bytes(got.tensor) == as_bytes(same.tensor) and got.tensor.dtype == torch.float16
         assert client.tensor([2], "zeros", dtype=np.dtype("float64"), device="cpu").tensor.dtype == torch.float64
+        assert client.tensor([2], "zeros", dtype=np.float16, device="cpu").tensor.dtype == torch.float16
         with pytest.raises(TypeError, match="JSON body"):
             client.tensor([2], "normal", std=np.ones(2))

@@ -254,3 +254,90 @@ def test_a_job_whose_client_went_away_while_it_waited_is_skipped_and_its_bytes_g
         assert running.result().status_code == 200
         assert httpx.post(f"{server.url}/v1/tensor", json=_body(78, (4,)), timeout=30).status_code == 200
     assert 77 not in made and 78 in made
+
+
+def test_a_running_job_whose_client_went_away_stays_counted_until_it_ends(blocker):
+    """The thread cannot be stopped mid-job: its bytes are in memory until it ends, so admission
+    keeps counting them until then, and gives them back then."""
+    import socket
+
+    with live_server(small_job_bytes=0) as server:
+        admission = server.app.state.pool.admissions["cpu"]
+        body = json.dumps(_body(BLOCK_SEED, (1 << 10,))).encode()
+        host, port = server.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(b"POST /v1/tensor HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                         b"content-length: %d\r\n\r\n%s" % (len(body), body))
+            assert blocker.entered.wait(30)
+            time.sleep(0.2)  # past the 50 ms after which the client is watched
+            assert admission.in_flight_bytes == 1 << 12
+        time.sleep(0.5)  # the client is gone, the job still runs
+        assert admission.in_flight_bytes == 1 << 12
+        blocker.release.set()
+        deadline = time.monotonic() + 10
+        while admission.in_flight_bytes and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert admission.in_flight_bytes == 0
+
+
+def test_jobs_whose_callers_gave_up_do_not_fill_the_queue():
+    async def scenario() -> None:
+        worker = DeviceWorker("cpu", queue_depth=2, job_timeout_s=60, small_job_bytes=0)
+        gate, entered = threading.Event(), threading.Event()
+
+        def hold() -> str:
+            entered.set()
+            gate.wait(30)
+            return "held"
+
+        try:
+            running = asyncio.ensure_future(worker.submit(hold))
+            await asyncio.get_running_loop().run_in_executor(None, entered.wait, 30)
+            given_up = [worker.enqueue(lambda: "never", cost=1) for _ in range(2)]
+            with pytest.raises(QueueFull):
+                worker.enqueue(lambda: "no room", cost=1)
+            for job in given_up:
+                job.future.cancel()  # what a wait cancelled by a client's going away does
+            assert worker.queued == 0
+            kept = worker.enqueue(lambda: "room again", cost=1)
+            gate.set()
+            assert await running == "held" and await kept.lane.wait(kept) == "room again"
+        finally:
+            gate.set()
+            worker.stop()
+
+    asyncio.run(scenario())
+
+
+def test_qrs_that_need_the_current_thread_count_share_it_and_one_that_changes_it_runs_alone():
+    import torch
+
+    from service.engine.schemes import intra_op_threads
+
+    base = torch.get_num_threads()
+    other = base + 1
+    inside, leave = threading.Barrier(2), threading.Event()
+    seen: list[int] = []
+
+    def sharer() -> None:
+        with intra_op_threads(base):
+            inside.wait(10)  # both sharers are in at once: neither waits for the other
+            leave.wait(10)
+            seen.append(torch.get_num_threads())
+
+    def changer() -> None:
+        with intra_op_threads(other):
+            seen.append(torch.get_num_threads())
+
+    sharers = [threading.Thread(target=sharer) for _ in range(2)]
+    for t in sharers:
+        t.start()
+    time.sleep(0.2)
+    late = threading.Thread(target=changer)
+    late.start()
+    time.sleep(0.2)
+    assert late.is_alive() and torch.get_num_threads() == base  # waits: the count is in use
+    leave.set()
+    for t in [*sharers, late]:
+        t.join(10)
+    assert seen == [base, base, other] and torch.get_num_threads() == base

@@ -144,3 +144,13 @@ def test_the_counted_slice_is_the_one_the_engine_cuts(http):
     torch.nn.init.normal_(torch.empty(7))
     want = torch.nn.init.normal_(torch.empty(400, 300))[0:1]
     assert as_bytes(load(r.content)["w"]) == as_bytes(want)
+
+
+def test_cut_slices_count_the_largest_whole_tensor_once(limited):
+    """Each whole tensor is freed once its cut is copied, so two cut slices hold the answers and
+    the larger whole tensor at most, not both."""
+    small = {"name": "s", "shape": [400, 300], "init": {"scheme": "trunc_normal"}, "slice": ROW}
+    big = {"name": "b", "shape": SHAPE, "init": {"scheme": "orthogonal"}, "slice": ROW}
+    r = httpx.post(f"{limited.url}/v1/tensors", json={"seed": 1, "device": "cpu", "tensors": [small, big]}, timeout=60)
+    assert r.status_code == 413, r.text
+    assert r.json()["value"] == 300 * 4 + 3000 * 4 + WHOLE

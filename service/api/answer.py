@@ -21,6 +21,7 @@ from service.api.delivery import (
     safetensors_response,
     wants_json,
 )
+from service.errors import WorkerDown
 from service.planning.plan import Plan
 from service.workers.pool import WorkerPool
 from service.workers.streaming import Segments, deliver
@@ -49,6 +50,13 @@ async def _while_connected(request: Request, waiting: asyncio.Future, watch_afte
     listener = asyncio.ensure_future(_gone(request))
     try:
         done, _ = await asyncio.wait({waiting, listener}, return_when=asyncio.FIRST_COMPLETED)
+        if waiting not in done and listener.exception() is not None:
+            # Not a disconnect (the body could not be read to its end): keep waiting for the job.
+            await asyncio.wait({waiting})
+            return
+    except asyncio.CancelledError:
+        waiting.cancel()  # the request itself was cancelled: so is the wait for its job
+        raise
     finally:
         listener.cancel()
     if waiting not in done:
@@ -62,7 +70,7 @@ async def _started(request: Request, segments: Segments, job_future: asyncio.Fut
     first = asyncio.ensure_future(asyncio.wait({started, job_future}, return_when=asyncio.FIRST_COMPLETED))
     try:
         await _while_connected(request, first)
-    except ClientGone:
+    except BaseException:  # the client went away, or the request was cancelled
         started.cancel()
         job_future.cancel()
         raise
@@ -94,6 +102,7 @@ async def answer(request: Request, plan: Plan, pool: WorkerPool, cache_control: 
     buffers = pool.buffers.get(plan.device)
     slot = pool.admissions[plan.device].acquire(plan.nbytes)
     segments = Segments(asyncio.get_running_loop())
+    job = None
     try:
         if plan.streamable and not as_json and request.method == "HEAD":
             # The header of a streamed body is known without making the tensor.
@@ -121,11 +130,17 @@ async def answer(request: Request, plan: Plan, pool: WorkerPool, cache_control: 
             made = waiting.result()
     except ClientGone:
         segments.cancel()
-        slot.release()
+        # A job the thread has taken cannot be stopped (a streamed one stops at its next piece):
+        # its bytes stay counted until it ends; one not taken is skipped, and they come back now.
+        assert job is not None
+        job.when_ended(slot.release)
         return Response(status_code=499)  # nobody receives it; the access line says what happened
-    except BaseException:
+    except BaseException as exc:
         segments.cancel()
-        slot.release()
+        if job is not None and not isinstance(exc, WorkerDown):
+            job.when_ended(slot.release)
+        else:  # no job, or a hung one the worker gave up on: it may never end
+            slot.release()
         raise
     _count(request, made)
     provenance = provenance_with_outcome(plan.provenance, made)

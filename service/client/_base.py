@@ -135,6 +135,8 @@ def _plain(value: Any) -> Any:
         return str(value).removeprefix("torch.")
     if module == "numpy" and hasattr(value, "itemsize") and hasattr(value, "kind") and not hasattr(value, "item"):
         return value.name  # a numpy dtype
+    if isinstance(value, type) and value.__module__.split(".")[0] == "numpy" and hasattr(value, "dtype"):
+        return value.__name__  # a numpy scalar type: np.float32
     if module in ("numpy", "torch") and callable(getattr(value, "item", None)) and getattr(value, "ndim", 0) == 0:
         return value.item()
     raise TypeError(f"{type(value).__name__} {value!r} is not something a JSON body can carry")

@@ -216,24 +216,25 @@ def made_alone(spec: TensorSpec, device_type: str, position_known: bool = True) 
 
 
 def made_bytes(specs: Sequence[TensorSpec], device_type: str, own_seeds: Sequence[int | None] = ()) -> int:
-    """Bytes a job making ``specs`` in order allocates: each answer, and for a slice made whole
-    and cut the whole tensor as well (both are alive while the cut is copied). Tensors on the
-    request's shared stream after one whose draws are not known cannot take a direct slice."""
+    """Bytes a job making ``specs`` in order holds at its peak: every answer, and the largest
+    whole tensor a slice is cut from (each is alive only while its cut is copied, one at a time).
+    Tensors on the request's shared stream after one whose draws are not known cannot take a
+    direct slice."""
     total = 0
+    largest_whole = 0
     position_known = True
     for i, spec in enumerate(specs):
         own = i < len(own_seeds) and own_seeds[i] is not None
-        answer = Output.of(spec).nbytes
-        total += answer
+        total += Output.of(spec).nbytes
         if spec.slice is not None and not made_alone(spec, device_type, position_known or own):
-            total += math.prod(spec.shape) * DTYPES[spec.dtype].itemsize
+            largest_whole = max(largest_whole, math.prod(spec.shape) * DTYPES[spec.dtype].itemsize)
         if not own and spec.rng == "torch":
             # A direct slice or a fast fill advances by the draws torch would take; the torch
             # filler by what the accounting knows of it: the same, or unknown.
             dist = describe(spec.scheme, spec.params, spec.shape)
             drawn = _draws_after_torch(spec, dist, DTYPES[spec.dtype], math.prod(spec.shape))
             position_known = position_known and drawn is not None
-    return total
+    return total + largest_whole
 
 
 def make_tensor(

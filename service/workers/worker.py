@@ -37,7 +37,7 @@ def _is_out_of_memory(exc: BaseException) -> bool:
 
 
 class _Job:
-    __slots__ = ("fn", "args", "future", "loop", "started", "started_at", "lane")
+    __slots__ = ("fn", "args", "future", "loop", "started", "started_at", "lane", "_ended", "_on_end", "_lock")
 
     def __init__(self, fn, args, future, loop, lane: DeviceWorker):
         self.fn, self.args, self.future, self.loop, self.lane = fn, args, future, loop, lane
@@ -45,6 +45,25 @@ class _Job:
         # would make the loop take the GIL from the job (about 0.3 ms of a 256x784 answer).
         self.started = threading.Event()
         self.started_at = 0.0
+        self._ended = False
+        self._on_end: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+
+    def when_ended(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` on the loop once the thread is done with the job (at once if it is, or
+        if it never took it): what it made is freed only then, whoever stopped waiting for it."""
+        with self._lock:
+            if not self._ended and self.started.is_set():
+                self._on_end.append(callback)
+                return
+        callback()
+
+    def end(self) -> None:
+        """On the thread, after the run: the callbacks waiting for it go to the loop."""
+        with self._lock:
+            self._ended, callbacks, self._on_end = True, self._on_end, []
+        for callback in callbacks:
+            self.loop.call_soon_threadsafe(callback)
 
 
 class DeviceWorker:
@@ -76,7 +95,8 @@ class DeviceWorker:
         self._start_thread()
 
     def _start_thread(self) -> None:
-        self._queue: queue.Queue = queue.Queue(maxsize=self.queue_depth)
+        # Unbounded here: ``enqueue`` bounds the live jobs (``queued``) by ``queue_depth``.
+        self._queue: queue.Queue = queue.Queue()
         self._thread = threading.Thread(
             target=self._run, args=(self._queue,), name=f"initsvc-{self.device}-{self.lane}-{next(self._ids)}",
             daemon=True,
@@ -96,7 +116,13 @@ class DeviceWorker:
 
     @property
     def queued(self) -> int:
-        return sum(lane._queue.qsize() for lane in self._lanes())
+        """Jobs waiting on the device's lanes, not counting those whose caller gave up (they are
+        skipped when their turn comes)."""
+        return sum(lane._waiting() for lane in self._lanes())
+
+    def _waiting(self) -> int:
+        with self._queue.mutex:
+            return sum(1 for job in self._queue.queue if job is not _STOP and not job.future.cancelled())
 
     def lane_for(self, cost: int | None) -> DeviceWorker:
         """The lane a job of ``cost`` tensor bytes runs on (unknown cost: the main lane)."""
@@ -136,6 +162,7 @@ class DeviceWorker:
             job.loop.call_soon_threadsafe(_settle, job.future, result, None)
         finally:
             job.fn = job.args = None  # the job object may outlive the run (a waiter's reference)
+            job.end()
 
     def _free_device_memory(self) -> None:
         if self.device.startswith("cuda"):
