@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from tests.conftest import live_server
+from tests.raw_http import read_response
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_TENSORS = 8
@@ -47,25 +48,8 @@ class Case:
 
 
 def _read_answer(sock: socket.socket) -> Answer:
-    data = b""
-    while True:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-        head, sep, rest = data.partition(b"\r\n\r\n")
-        if sep:
-            lines = head.decode("latin-1").split("\r\n")
-            headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-            if "content-length" in headers and len(rest) >= int(headers["content-length"]):
-                break
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    assert lines and lines[0].startswith("HTTP/1.1 "), data[:200]
-    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-    if "content-length" in headers:
-        body = body[: int(headers["content-length"])]
-    return Answer(int(lines[0].split()[1]), headers, body)
+    status, headers, body, _ = read_response(sock)
+    return Answer(status, headers, body)
 
 
 def send(url: str, case: Case) -> Answer:

@@ -16,6 +16,7 @@ import pytest
 
 from service.codec.header import decode_header
 from tests.conftest import live_server
+from tests.raw_http import read_response
 from tests.torch_reference import as_bytes, reference
 
 KEY = "edge-key-5b1e"
@@ -58,19 +59,7 @@ class Answer:
 def _read_answer(sock: socket.socket) -> Answer:
     """One answer with a Content-Length body, then whether the server closed the connection
     within CLOSE_WAIT_S."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        assert chunk, f"the connection closed before an answer: {data!r}"
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-    length = int(headers["content-length"])
-    while len(body) < length:
-        chunk = sock.recv(65536)
-        assert chunk, "the connection closed inside the body"
-        body += chunk
+    status, headers, body, _ = read_response(sock)
     sock.settimeout(CLOSE_WAIT_S)
     try:
         closed = sock.recv(1) == b""
@@ -78,7 +67,7 @@ def _read_answer(sock: socket.socket) -> Answer:
         closed = False
     finally:
         sock.settimeout(WAIT_S)
-    return Answer(int(lines[0].split()[1]), headers, body[:length], closed)
+    return Answer(status, headers, body, closed)
 
 
 def connect(server) -> socket.socket:

@@ -16,6 +16,7 @@ import pytest
 
 from service.engine import schemes
 from tests.conftest import live_server
+from tests.raw_http import read_response
 
 BODY = {"shape": [3, 4], "init": {"scheme": "ones"}, "device": "cpu", "seed": 0}
 
@@ -105,23 +106,6 @@ def test_unexpected_engine_error_is_json_500_with_request_id_and_traceback(serve
     assert "the filler broke" in logging.Formatter().formatException(records[0].exc_info)
 
 
-def _read_response(sock: socket.socket, buffered: bytes) -> tuple[int, dict[str, str], bytes, bytes]:
-    data = buffered
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        assert chunk, f"the server closed the connection: {data[:200]!r}"
-        data += chunk
-    head, _, rest = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-    length = int(headers["content-length"])
-    while len(rest) < length:
-        chunk = sock.recv(65536)
-        assert chunk, "the server closed the connection mid-body"
-        rest += chunk
-    return int(lines[0].split()[1]), headers, rest[:length], rest[length:]
-
-
 def test_the_500s_connection_serves_the_next_request_on_the_same_socket(server):
     host, port = server.url.removeprefix("http://").split(":")
     bad = json.dumps(BODY).encode()
@@ -135,11 +119,11 @@ def test_the_500s_connection_serves_the_next_request_on_the_same_socket(server):
 
     with socket.create_connection((host, int(port)), timeout=60) as sock:
         sock.sendall(request(bad))
-        status, headers, body, rest = _read_response(sock, b"")
+        status, headers, body, rest = read_response(sock, b"")
         assert status == 500 and json.loads(body)["request_id"] == headers["x-request-id"]
         assert headers.get("connection", "").lower() != "close"
         sock.sendall(request(good))
-        status, _, body, _ = _read_response(sock, rest)
+        status, _, body, _ = read_response(sock, rest)
         assert status == 200 and "tensors" in json.loads(body)
 
 

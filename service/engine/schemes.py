@@ -34,40 +34,21 @@ from service.scheme_table import SCHEME_TABLE, ShapeRule, check_covers
 
 Filler = Callable[[torch.Tensor, Mapping[str, Any], Streams, int], torch.Tensor]
 
-# torch.set_num_threads is process-wide. A QR that needs another count changes it for its run,
-# alone; QRs that find the count they need (the defaults: 1 and 1) share it, changing nothing.
-_THREADS = threading.Condition()
-_threads_state = {"sharing": 0, "changing": False}
+# torch.set_num_threads is process-wide (MKL's count, which LAPACK's QR reads, is global): one QR
+# at a time changes it, and puts it back. Reading the count to skip the change is not safe: under
+# OpenMP each thread reports its own, so equal counts do not mean MKL's is what the QR needs.
+_THREADS_LOCK = threading.Lock()
 
 
 @contextmanager
 def intra_op_threads(n: int) -> Iterator[None]:
-    """torch's intra-op threads are ``n`` for the block (a reader-writer rule: blocks that find
-    ``n`` already run together; one that must change it waits until it is alone)."""
-    with _THREADS:
-        while True:
-            if not _threads_state["changing"] and torch.get_num_threads() == n:
-                _threads_state["sharing"] += 1
-                changing = False
-                break
-            if not _threads_state["changing"] and _threads_state["sharing"] == 0:
-                _threads_state["changing"] = True
-                changing = True
-                break
-            _THREADS.wait()
-    previous = torch.get_num_threads()
-    if changing:
+    with _THREADS_LOCK:
+        previous = torch.get_num_threads()
         torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        with _THREADS:
-            if changing:
-                torch.set_num_threads(previous)
-                _threads_state["changing"] = False
-            else:
-                _threads_state["sharing"] -= 1
-            _THREADS.notify_all()
+        try:
+            yield
+        finally:
+            torch.set_num_threads(previous)
 
 
 def orthogonal_(t: torch.Tensor, p: Mapping[str, Any], s: Streams, qr_threads: int) -> torch.Tensor:
